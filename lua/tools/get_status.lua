@@ -1,0 +1,41 @@
+-- get_status: where the agent starts. Pure host state, no broker round trip.
+local num = { type = "number" }
+return {
+  name = "get_status",
+  title = "Server status",
+  description = "Start here. Reports the backend (sim = simulated account, tws = Interactive Brokers), "
+    .. "whether it is connected, whether trading is enabled (if not, previews work but nothing can be "
+    .. "placed), the account, whether the kill switch is engaged, orders submitted today, and every "
+    .. "active risk limit. Read the limits before sizing an order; then use get_quote and preview_order.",
+  input = { type = "object", properties = {}, additionalProperties = false },
+  output = {
+    type = "object",
+    required = { "backend", "connected", "trading_enabled", "account", "halted", "orders_today", "limits" },
+    properties = {
+      backend = { type = "string" },
+      connected = { type = "boolean" },
+      trading_enabled = { type = "boolean" },
+      account = { type = "string" },
+      halted = { type = "boolean" },
+      halt_reason = { type = "string" },
+      orders_today = { type = "integer" },
+      pending_tokens = { type = "integer" },
+      time = { type = "string" },
+      limits = {
+        type = "object",
+        properties = {
+          max_order_qty = num, max_order_notional = num, max_position_notional = num,
+          allow_short = { type = "boolean" },
+          symbol_whitelist = { type = "array", items = { type = "string" } },
+          max_daily_orders = { type = "integer" },
+          market_order_collar_bps = num, max_price_drift_bps = num, max_quote_age_seconds = num,
+          allow_delayed_quotes = { type = "boolean" }, token_ttl_seconds = num,
+        },
+      },
+    },
+  },
+  annotations = { readOnlyHint = true, openWorldHint = false },
+  run = function()
+    return ibkr.status()
+  end,
+}

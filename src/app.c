@@ -1,0 +1,115 @@
+/* app.c: start-up wiring (app.h). */
+#include "app.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "log.h"
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int im_app_find_dir(const char *sub, char *out, size_t outlen) {
+    char exe[1024];
+    size_t n = sizeof exe;
+    if (uv_exepath(exe, &n) == 0) {
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(out, outlen, "%s/../share/ibkr-mcp/%s", exe, sub);
+            if (is_dir(out))
+                return 0;
+            snprintf(out, outlen, "%s/../%s", exe, sub);
+            if (is_dir(out))
+                return 0;
+        }
+    }
+#ifdef IM_SOURCE_DIR
+    snprintf(out, outlen, "%s/%s", IM_SOURCE_DIR, sub);
+    if (is_dir(out))
+        return 0;
+#endif
+    return IM_ENOENT;
+}
+
+int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char *), int frozen,
+                char *err, size_t errlen) {
+    im_sim_opts so;
+    im_session_opts seo;
+    char dir[1024];
+    int rc;
+
+    memset(a, 0, sizeof *a);
+    a->loop = loop;
+    im_config_defaults(&a->cfg);
+    rc = im_config_load(&a->cfg, getenv_fn, err, errlen);
+    if (rc != 0)
+        return rc;
+    im_log_set_level(a->cfg.log_level);
+    if (strcmp(a->cfg.backend, "sim") != 0) {
+        snprintf(err, errlen,
+                 "IBKR_BACKEND=%s: this build serves only the simulator (IBKR_BACKEND=sim); "
+                 "the TWS backend is not available yet",
+                 a->cfg.backend);
+        return IM_ECONFIG;
+    }
+    if (frozen || a->cfg.sim_freeze)
+        im_clock_init_frozen(&a->clock, a->cfg.sim_start);
+    else
+        im_clock_init(&a->clock, a->cfg.sim_start);
+
+    memset(&so, 0, sizeof so);
+    so.seed = a->cfg.sim_seed;
+    so.starting_cash = a->cfg.sim_cash;
+    so.account_id = a->cfg.account_id[0] ? a->cfg.account_id : "DU0000001";
+    so.clock = &a->clock;
+    rc = im_sim_new(loop, &so, &a->sim);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the simulator: %s", im_strerror(rc));
+        return rc;
+    }
+    a->broker = im_sim_broker(a->sim);
+
+    memset(&seo, 0, sizeof seo);
+    seo.config = &a->cfg;
+    seo.broker = a->broker;
+    seo.clock = &a->clock;
+    seo.account_id = so.account_id;
+    rc = im_session_new(&seo, &a->session);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the session: %s", im_strerror(rc));
+        im_app_close(a);
+        return rc;
+    }
+
+    if (a->cfg.tools_dir[0]) {
+        snprintf(dir, sizeof dir, "%s", a->cfg.tools_dir);
+    } else if (im_app_find_dir("lua/tools", dir, sizeof dir) != 0) {
+        snprintf(err, errlen, "cannot find the Lua tools folder; set IBKR_TOOLS_DIR");
+        im_app_close(a);
+        return IM_ENOENT;
+    }
+    rc = im_tools_new(a->session, dir, err, errlen, &a->tools);
+    if (rc != 0) {
+        im_app_close(a);
+        return rc;
+    }
+    im_info("ready: %zu tools from %s; backend %s, trading %s", im_tools_count(a->tools), dir,
+            a->cfg.backend, a->cfg.trading_enabled ? "ENABLED" : "disabled");
+    return 0;
+}
+
+void im_app_close(im_app *a) {
+    im_tools_free(a->tools);
+    a->tools = NULL;
+    im_session_free(a->session);
+    a->session = NULL;
+    if (a->broker)
+        a->broker->ops->close(a->broker);
+    a->broker = NULL;
+    a->sim = NULL;
+}

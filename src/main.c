@@ -1,0 +1,44 @@
+/* main.c: the command line. Chooses a mode and hands over to it; every
+ * mode lives in its own module (serve, demo, luatest). */
+#include <stdio.h>
+#include <string.h>
+
+#include "demo.h"
+#include "luatest.h"
+#include "serve.h"
+
+static const char usage[] =
+    "usage: ibkr-mcp [serve]        MCP over stdio (the default)\n"
+    "       ibkr-mcp demo           the offline walk-through on the simulator\n"
+    "       ibkr-mcp --version | --help\n"
+    "\n"
+    "Configuration comes from IBKR_* environment variables; see README.md and\n"
+    ".env.example. With none set: simulator backend, trading disabled.\n"
+    "stdout carries JSON-RPC only in serve mode; logs go to stderr.\n";
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "serve";
+
+    if (strcmp(mode, "serve") == 0 && argc <= 2)
+        return im_serve_run();
+    if (strcmp(mode, "demo") == 0 && argc == 2)
+        return im_demo_run();
+    if (strcmp(mode, "--lua-test") == 0 && argc == 3)
+        return im_luatest_run(argv[2]);
+    if (strcmp(mode, "--version") == 0) {
+        fprintf(stdout, "ibkr-mcp %s\n", IM_VERSION);
+        return 0;
+    }
+    if (strcmp(mode, "--help") == 0 || strcmp(mode, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(mode, "repl") == 0 || strcmp(mode, "attach") == 0 ||
+        strcmp(mode, "gateway") == 0 || strcmp(mode, "policy") == 0 ||
+        strcmp(mode, "resume") == 0) {
+        fprintf(stderr, "ibkr-mcp: '%s' is not available in this version yet\n", mode);
+        return 2;
+    }
+    fprintf(stderr, "ibkr-mcp: unknown command '%s'\n%s", mode, usage);
+    return 2;
+}

@@ -1,0 +1,353 @@
+/* rpc.c: newline-delimited JSON-RPC framing and the stdio transport.
+ * Provides rpc.h; uses libuv for fd 0 and fd 1. */
+#include "rpc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "error.h"
+#include "log.h"
+
+/* ---- framer ----------------------------------------------------------- */
+
+void im_rpc_framer_init(im_rpc_framer *f, size_t max_line) {
+    memset(f, 0, sizeof *f);
+    f->max = max_line;
+}
+
+void im_rpc_framer_free(im_rpc_framer *f) {
+    free(f->buf);
+    f->buf = NULL;
+    f->len = f->cap = 0;
+}
+
+static int framer_append(im_rpc_framer *f, const char *data, size_t n) {
+    if (f->len + n + 1 > f->cap) {
+        size_t cap = f->cap ? f->cap : 4096;
+        while (cap < f->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(f->buf, cap);
+        if (nb == NULL)
+            return IM_ENOMEM;
+        f->buf = nb;
+        f->cap = cap;
+    }
+    memcpy(f->buf + f->len, data, n);
+    f->len += n;
+    return 0;
+}
+
+static void framer_emit(im_rpc_framer *f, im_rpc_line_cb on_line, void *ud) {
+    size_t len = f->len;
+    if (len > 0 && f->buf[len - 1] == '\r')
+        len--;
+    f->buf[len] = '\0';
+    f->len = 0;
+    on_line(ud, f->buf, len);
+}
+
+int im_rpc_framer_feed(im_rpc_framer *f, const char *data, size_t n, im_rpc_line_cb on_line,
+                       im_rpc_overflow_cb on_overflow, void *ud) {
+    while (n > 0) {
+        const char *nl = memchr(data, '\n', n);
+        size_t chunk = nl ? (size_t)(nl - data) : n;
+
+        if (f->discarding) {
+            f->dropped += chunk;
+        } else if (f->len + chunk > f->max) {
+            /* Too long: drop what we hold and everything up to the newline;
+             * report once, when the line ends, so the reply comes in order. */
+            f->discarding = 1;
+            f->dropped = f->len + chunk;
+            f->len = 0;
+            if (f->cap > 65536) { /* give back the memory the long line took */
+                free(f->buf);
+                f->buf = NULL;
+                f->cap = 0;
+            }
+        } else if (framer_append(f, data, chunk) != 0) {
+            return IM_ENOMEM;
+        }
+        if (nl == NULL)
+            break;
+        if (f->discarding) {
+            f->discarding = 0;
+            if (on_overflow)
+                on_overflow(ud, f->dropped);
+            f->dropped = 0;
+        } else {
+            if (f->buf == NULL && framer_append(f, "", 0) != 0)
+                return IM_ENOMEM;
+            framer_emit(f, on_line, ud);
+        }
+        data += chunk + 1;
+        n -= chunk + 1;
+    }
+    return 0;
+}
+
+void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line, void *ud) {
+    if (!f->discarding && f->len > 0)
+        framer_emit(f, on_line, ud);
+    f->discarding = 0;
+    f->len = 0;
+}
+
+/* ---- stdio transport --------------------------------------------------- */
+
+struct im_rpc {
+    uv_loop_t *loop;
+    im_rpc_framer framer;
+    im_rpc_handlers h;
+    int in_kind;              /* UV_NAMED_PIPE, UV_TTY or UV_FILE */
+    union {
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } in;
+    int in_open;
+    uv_fs_t fs_req;           /* UV_FILE input */
+    int fs_busy;
+    char fs_buf[65536];
+    int out_fd;
+    int out_is_pipe;
+    uv_pipe_t out;
+    int out_open;
+    size_t pending;
+    int reading;
+    int eof;
+    int closing;
+    void (*done)(void *);
+    void *done_ud;
+};
+
+typedef struct rpc_write {
+    uv_write_t req;
+    im_rpc *r;
+    size_t len;
+    char data[];
+} rpc_write;
+
+static void rpc_maybe_free(im_rpc *r) {
+    if (!r->closing || r->in_open || r->out_open || r->fs_busy)
+        return;
+    void (*done)(void *) = r->done;
+    void *ud = r->done_ud;
+    im_rpc_framer_free(&r->framer);
+    free(r);
+    if (done)
+        done(ud);
+}
+
+static void rpc_on_eof(im_rpc *r) {
+    if (r->eof)
+        return;
+    r->eof = 1;
+    im_rpc_framer_finish(&r->framer, r->h.on_line, r->h.ud);
+    if (r->h.on_eof)
+        r->h.on_eof(r->h.ud);
+}
+
+static void rpc_feed(im_rpc *r, const char *data, size_t n) {
+    if (im_rpc_framer_feed(&r->framer, data, n, r->h.on_line, r->h.on_overflow, r->h.ud) != 0) {
+        im_error("out of memory reading stdin; stopping");
+        im_rpc_stop_reading(r);
+        rpc_on_eof(r);
+    }
+}
+
+static void rpc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    im_rpc *r = h->data;
+    IM_UNUSED(suggested);
+    buf->base = r->fs_buf;
+    buf->len = sizeof r->fs_buf;
+}
+
+static void rpc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    im_rpc *r = s->data;
+    if (nread > 0) {
+        rpc_feed(r, buf->base, (size_t)nread);
+    } else if (nread < 0) {
+        if (nread != UV_EOF)
+            im_warn("stdin: %s", uv_strerror((int)nread));
+        im_rpc_stop_reading(r);
+        rpc_on_eof(r);
+    }
+}
+
+static void rpc_fs_read_cb(uv_fs_t *req);
+
+static void rpc_fs_next(im_rpc *r) {
+    uv_buf_t b = uv_buf_init(r->fs_buf, sizeof r->fs_buf);
+    r->fs_busy = 1;
+    if (uv_fs_read(r->loop, &r->fs_req, 0, &b, 1, -1, rpc_fs_read_cb) != 0) {
+        r->fs_busy = 0;
+        rpc_on_eof(r);
+    }
+}
+
+static void rpc_fs_read_cb(uv_fs_t *req) {
+    im_rpc *r = container_of(req, im_rpc, fs_req);
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    r->fs_busy = 0;
+    if (r->closing) {
+        rpc_maybe_free(r);
+        return;
+    }
+    if (n > 0 && r->reading) {
+        rpc_feed(r, r->fs_buf, (size_t)n);
+        if (r->reading && !r->closing)
+            rpc_fs_next(r);
+        return;
+    }
+    r->reading = 0;
+    rpc_on_eof(r);
+}
+
+int im_rpc_open(uv_loop_t *loop, int in_fd, int out_fd, size_t max_line,
+                const im_rpc_handlers *h, im_rpc **out) {
+    im_rpc *r = calloc(1, sizeof *r);
+    int rc;
+
+    if (r == NULL)
+        return IM_ENOMEM;
+    r->loop = loop;
+    r->h = *h;
+    r->out_fd = out_fd;
+    im_rpc_framer_init(&r->framer, max_line);
+
+    r->in_kind = uv_guess_handle(in_fd);
+    if (r->in_kind == UV_NAMED_PIPE) {
+        uv_pipe_init(loop, &r->in.pipe, 0);
+        rc = uv_pipe_open(&r->in.pipe, in_fd);
+        r->in_open = 1;
+    } else if (r->in_kind == UV_TTY) {
+        rc = uv_tty_init(loop, &r->in.tty, in_fd, 1);
+        r->in_open = rc == 0;
+    } else {
+        r->in_kind = UV_FILE;
+        rc = 0;
+    }
+    if (rc != 0) {
+        im_error("cannot read stdin: %s", uv_strerror(rc));
+        r->closing = 1;
+        if (r->in_open)
+            uv_close((uv_handle_t *)&r->in, NULL);
+        free(r);
+        return IM_EIO;
+    }
+    if (uv_guess_handle(out_fd) == UV_NAMED_PIPE) {
+        uv_pipe_init(loop, &r->out, 0);
+        if (uv_pipe_open(&r->out, out_fd) == 0) {
+            r->out_is_pipe = 1;
+            r->out_open = 1;
+            r->out.data = r;
+        } else {
+            uv_close((uv_handle_t *)&r->out, NULL);
+        }
+    }
+    r->reading = 1;
+    if (r->in_kind == UV_FILE) {
+        rpc_fs_next(r);
+    } else {
+        ((uv_handle_t *)&r->in)->data = r;
+        rc = uv_read_start((uv_stream_t *)&r->in, rpc_alloc_cb, rpc_read_cb);
+        if (rc != 0) {
+            im_error("cannot read stdin: %s", uv_strerror(rc));
+            r->reading = 0;
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+static void rpc_write_cb(uv_write_t *req, int status) {
+    rpc_write *w = container_of(req, rpc_write, req);
+    w->r->pending -= w->len;
+    if (status != 0 && status != UV_ECANCELED)
+        im_warn("stdout: %s", uv_strerror(status));
+    free(w);
+}
+
+int im_rpc_write(im_rpc *r, const char *json, size_t len) {
+    if (r->out_is_pipe && r->out_open && !r->closing) {
+        rpc_write *w = malloc(sizeof *w + len + 1);
+        if (w == NULL)
+            return IM_ENOMEM;
+        memcpy(w->data, json, len);
+        w->data[len] = '\n';
+        w->len = len + 1;
+        w->r = r;
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)(len + 1));
+        int rc = uv_write(&w->req, (uv_stream_t *)&r->out, &b, 1, rpc_write_cb);
+        if (rc != 0) {
+            free(w);
+            im_warn("stdout: %s", uv_strerror(rc));
+            return IM_EIO;
+        }
+        r->pending += len + 1;
+        return 0;
+    }
+    /* A file or terminal: a blocking write is fine and keeps order. */
+    const char *p = json;
+    size_t left = len;
+    int nl_done = 0;
+    while (left > 0 || !nl_done) {
+        const char *src = left > 0 ? p : "\n";
+        size_t n = left > 0 ? left : 1;
+        ssize_t w = write(r->out_fd, src, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return IM_EIO;
+        }
+        if (left > 0) {
+            p += w;
+            left -= (size_t)w;
+        } else {
+            nl_done = 1;
+        }
+    }
+    return 0;
+}
+
+size_t im_rpc_pending(const im_rpc *r) { return r->pending; }
+
+void im_rpc_stop_reading(im_rpc *r) {
+    if (!r->reading)
+        return;
+    r->reading = 0;
+    if (r->in_kind != UV_FILE && r->in_open)
+        uv_read_stop((uv_stream_t *)&r->in);
+}
+
+static void rpc_in_close_cb(uv_handle_t *h) {
+    im_rpc *r = h->data;
+    r->in_open = 0;
+    rpc_maybe_free(r);
+}
+
+static void rpc_out_close_cb(uv_handle_t *h) {
+    im_rpc *r = h->data;
+    r->out_open = 0;
+    rpc_maybe_free(r);
+}
+
+void im_rpc_close(im_rpc *r, void (*done)(void *ud), void *ud) {
+    im_rpc_stop_reading(r);
+    r->closing = 1;
+    r->done = done;
+    r->done_ud = ud;
+    if (r->in_open) {
+        ((uv_handle_t *)&r->in)->data = r;
+        uv_close((uv_handle_t *)&r->in, rpc_in_close_cb);
+    }
+    if (r->out_open)
+        uv_close((uv_handle_t *)&r->out, rpc_out_close_cb);
+    if (r->fs_busy)
+        uv_cancel((uv_req_t *)&r->fs_req);
+    rpc_maybe_free(r);
+}

@@ -1,0 +1,513 @@
+/* script_json.c: cJSON <-> Lua value conversion declared in script_json.h.
+ *
+ * Provides im_sjson_push (JSON -> Lua: objects become tables, arrays become
+ * sequences, null becomes nil, integral numbers within int64 become Lua
+ * integers) and im_sjson_from_lua (Lua -> JSON: raw reads only, arrays are
+ * tables keyed exactly 1..n, objects have only string keys, an empty table
+ * follows the schema hint, errors name the path of the offending value).
+ * Uses Lua 5.4 and cJSON; error.h for return codes.
+ *
+ * im_sjson_from_lua never raises a Lua error and never runs Lua code: it
+ * reads with lua_next, lua_rawgeti and lua_to* on strings and numbers only
+ * (no conversions, no metamethods, no Lua allocation apart from
+ * lua_checkstack, which reports failure instead of raising). It may
+ * therefore be called from C code outside any protected call, and a
+ * script's __index, __pairs or __tostring cannot hang or fool it. */
+#include "script_json.h"
+
+#include <assert.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "error.h"
+
+/* Both converters recurse once per nesting level on the C stack. cJSON's
+ * own parser stops at CJSON_NESTING_LIMIT (1000), so a larger maxdepth is
+ * clamped to that; maxdepth <= 0 means IM_SJSON_MAX_DEPTH. */
+#define SJSON_HARD_DEPTH 1000
+
+/* JSON numbers are doubles here (cJSON), which hold every integer up to
+ * 2^53 exactly. Larger Lua integers would be rounded silently, so they are
+ * refused instead. */
+#define SJSON_INT_EXACT ((lua_Integer)1 << 53)
+
+/* Key text kept per path segment in error messages. */
+#define SJSON_PATH_KEY_MAX 64
+
+static int effective_depth(int maxdepth) {
+    if (maxdepth <= 0)
+        return IM_SJSON_MAX_DEPTH;
+    return maxdepth > SJSON_HARD_DEPTH ? SJSON_HARD_DEPTH : maxdepth;
+}
+
+/* ---------------------------------------------------------------------
+ * JSON -> Lua
+ * ------------------------------------------------------------------- */
+
+/* Integral doubles within [-2^63, 2^63) become Lua integers, so that 3
+ * stays 3 rather than 3.0; everything else stays a float. */
+static void push_number(lua_State *L, double d) {
+    if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+        lua_pushinteger(L, (lua_Integer)d);
+    else
+        lua_pushnumber(L, d);
+}
+
+/* depth is the nesting level of v if it is a container (the root is 1). */
+static int push_value(lua_State *L, const cJSON *v, int depth, int maxdepth) {
+    int top = lua_gettop(L);
+    const cJSON *child;
+    int rc;
+
+    if (cJSON_IsNull(v)) {
+        lua_pushnil(L);
+    } else if (cJSON_IsFalse(v)) {
+        lua_pushboolean(L, 0);
+    } else if (cJSON_IsTrue(v)) {
+        lua_pushboolean(L, 1);
+    } else if (cJSON_IsNumber(v)) {
+        push_number(L, v->valuedouble);
+    } else if (cJSON_IsString(v)) {
+        lua_pushstring(L, v->valuestring != NULL ? v->valuestring : "");
+    } else if (cJSON_IsArray(v)) {
+        lua_Integer i = 1;
+        if (depth > maxdepth)
+            return IM_ERANGE;
+        luaL_checkstack(L, 3, "JSON nesting");
+        lua_createtable(L, cJSON_GetArraySize(v), 0);      /* [arr] */
+        for (child = v->child; child != NULL; child = child->next, i++) {
+            rc = push_value(L, child, depth + 1, maxdepth); /* [arr, value] */
+            if (rc != 0) {
+                lua_settop(L, top);
+                return rc;
+            }
+            lua_rawseti(L, -2, i); /* a null leaves a hole */
+        }
+    } else if (cJSON_IsObject(v)) {
+        if (depth > maxdepth)
+            return IM_ERANGE;
+        luaL_checkstack(L, 4, "JSON nesting");
+        lua_createtable(L, 0, cJSON_GetArraySize(v));      /* [obj] */
+        for (child = v->child; child != NULL; child = child->next) {
+            if (child->string == NULL)
+                continue;
+            lua_pushstring(L, child->string);               /* [obj, key] */
+            rc = push_value(L, child, depth + 1, maxdepth); /* [obj, key, value] */
+            if (rc != 0) {
+                lua_settop(L, top);
+                return rc;
+            }
+            lua_rawset(L, -3); /* [obj]; a null value sets nothing */
+        }
+    } else {
+        return IM_EINVAL; /* cJSON_Raw or an invalid node */
+    }
+    assert(lua_gettop(L) == top + 1);
+    return 0;
+}
+
+int im_sjson_push(lua_State *L, const cJSON *v, int maxdepth) {
+    if (v == NULL)
+        return IM_EINVAL;
+    return push_value(L, v, 1, effective_depth(maxdepth));
+}
+
+/* ---------------------------------------------------------------------
+ * Lua -> JSON
+ * ------------------------------------------------------------------- */
+
+struct conv {
+    lua_State *L;
+    int maxdepth;
+    char *err;
+    size_t errlen;
+    char path[512]; /* "$.positions[2].qty"; indices are Lua (1-based) */
+    size_t plen;
+};
+
+/* Appends to the path and returns the previous length, for path_restore.
+ * A path that outgrows the buffer is cut short; messages stay readable. */
+static size_t path_append(struct conv *c, const char *fmt, ...) IM_PRINTF(2, 3);
+static size_t path_append(struct conv *c, const char *fmt, ...) {
+    size_t saved = c->plen;
+    size_t room = sizeof c->path - c->plen;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(c->path + c->plen, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        c->plen += (size_t)n < room ? (size_t)n : room - 1;
+    return saved;
+}
+
+static void path_restore(struct conv *c, size_t saved) {
+    c->plen = saved;
+    c->path[saved] = '\0';
+}
+
+/* Appends the key at index idx (any type) without converting it. */
+static size_t path_key(struct conv *c, int idx) {
+    lua_State *L = c->L;
+
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t len;
+        const char *k = lua_tolstring(L, idx, &len);
+        int shown = len > SJSON_PATH_KEY_MAX ? SJSON_PATH_KEY_MAX : (int)len;
+        return path_append(c, ".%.*s%s", shown, k, len > SJSON_PATH_KEY_MAX ? "..." : "");
+    }
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return path_append(c, "[%lld]", (long long)lua_tointeger(L, idx));
+        return path_append(c, "[%g]", (double)lua_tonumber(L, idx));
+    case LUA_TBOOLEAN:
+        return path_append(c, "[%s]", lua_toboolean(L, idx) ? "true" : "false");
+    default:
+        return path_append(c, "[<%s>]", lua_typename(L, lua_type(L, idx)));
+    }
+}
+
+/* Writes "<path> <sentence>" into err and returns code. */
+static int fail(struct conv *c, int code, const char *fmt, ...) IM_PRINTF(3, 4);
+static int fail(struct conv *c, int code, const char *fmt, ...) {
+    va_list ap;
+    int n;
+
+    if (c->err == NULL || c->errlen == 0)
+        return code;
+    n = snprintf(c->err, c->errlen, "%s ", c->path);
+    if (n < 0 || (size_t)n >= c->errlen)
+        return code;
+    va_start(ap, fmt);
+    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+ * JSON text must be Unicode; invalid bytes would make the whole reply
+ * unparseable for the client. */
+static int utf8_valid(const unsigned char *s, size_t len) {
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned c = s[i], cp, min;
+        size_t n;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            n = 1, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i - 1 < n)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            unsigned cc = s[i + k];
+            if ((cc & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* cJSON strings are NUL-terminated, so an embedded NUL would truncate. */
+static int check_text(struct conv *c, const char *s, size_t len, const char *what) {
+    if (memchr(s, '\0', len) != NULL)
+        return fail(c, IM_EINVAL, "is a %s containing a NUL byte", what);
+    if (!utf8_valid((const unsigned char *)s, len))
+        return fail(c, IM_EINVAL, "is a %s that is not valid UTF-8", what);
+    return 0;
+}
+
+/* Schema hints. Only the shape of empty tables depends on them. */
+static int schema_wants_array(const cJSON *schema) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
+    const cJSON *t;
+    int array = 0, object = 0;
+
+    if (cJSON_IsString(type))
+        return strcmp(type->valuestring, "array") == 0;
+    if (!cJSON_IsArray(type))
+        return 0;
+    cJSON_ArrayForEach(t, type) {
+        if (cJSON_IsString(t) && strcmp(t->valuestring, "array") == 0)
+            array = 1;
+        else if (cJSON_IsString(t) && strcmp(t->valuestring, "object") == 0)
+            object = 1;
+    }
+    return array && !object;
+}
+
+/* The schema of property key: properties[key], else an object-valued
+ * additionalProperties, else none. */
+static const cJSON *schema_property(const cJSON *schema, const char *key) {
+    const cJSON *props, *p;
+
+    if (!cJSON_IsObject(schema))
+        return NULL;
+    props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
+    if (cJSON_IsObject(props) && (p = cJSON_GetObjectItemCaseSensitive(props, key)) != NULL)
+        return p;
+    p = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
+    return cJSON_IsObject(p) ? p : NULL;
+}
+
+/* The schema of element i (1-based): items, or items[i-1] for the tuple
+ * form. */
+static const cJSON *schema_item(const cJSON *schema, lua_Integer i) {
+    const cJSON *items;
+
+    if (!cJSON_IsObject(schema))
+        return NULL;
+    items = cJSON_GetObjectItemCaseSensitive(schema, "items");
+    if (cJSON_IsObject(items))
+        return items;
+    if (cJSON_IsArray(items) && i <= INT32_MAX)
+        return cJSON_GetArrayItem(items, (int)(i - 1));
+    return NULL;
+}
+
+static int conv_value(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out);
+
+struct member {
+    const char *key; /* points into the Lua key, kept alive by the table */
+    cJSON *item;
+};
+
+static int member_cmp(const void *a, const void *b) {
+    return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
+}
+
+static void members_free(struct member *m, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        cJSON_Delete(m[i].item);
+    free(m);
+}
+
+/* The table at idx (absolute) with count string keys becomes an object.
+ * Members are sorted by key, because lua_next order depends on the
+ * state's random hash seed and output should be reproducible. */
+static int conv_object(struct conv *c, int idx, const cJSON *schema, int depth,
+                       lua_Integer count, cJSON **out) {
+    lua_State *L = c->L;
+    int top = lua_gettop(L);
+    struct member *m = calloc((size_t)count, sizeof *m);
+    size_t n = 0;
+    cJSON *obj;
+    int rc;
+
+    if (m == NULL)
+        return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+    lua_pushnil(L);                                   /* [key] */
+    while (lua_next(L, idx)) {                        /* [key, value] */
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);  /* a string: no conversion */
+        size_t saved = path_key(c, -2);
+
+        rc = check_text(c, k, klen, "key");
+        if (rc == 0)
+            rc = conv_value(c, -1, schema_property(schema, k), depth + 1, &m[n].item);
+        path_restore(c, saved);
+        if (rc != 0) {
+            lua_settop(L, top);
+            members_free(m, n);
+            return rc;
+        }
+        m[n++].key = k;
+        lua_pop(L, 1);                                /* [key] */
+    }
+    assert(lua_gettop(L) == top);
+    qsort(m, n, sizeof *m, member_cmp);
+    obj = cJSON_CreateObject();
+    if (obj == NULL) {
+        members_free(m, n);
+        return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!cJSON_AddItemToObject(obj, m[i].key, m[i].item)) {
+            members_free(m + i, n - i);
+            cJSON_Delete(obj);
+            return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+        }
+    }
+    free(m);
+    *out = obj;
+    return 0;
+}
+
+/* The table at idx (absolute) with keys exactly 1..count becomes an array. */
+static int conv_array(struct conv *c, int idx, const cJSON *schema, int depth,
+                      lua_Integer count, cJSON **out) {
+    lua_State *L = c->L;
+    cJSON *arr = cJSON_CreateArray();
+
+    if (arr == NULL)
+        return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+    for (lua_Integer i = 1; i <= count; i++) {
+        cJSON *item;
+        size_t saved = path_append(c, "[%lld]", (long long)i);
+        int rc;
+
+        lua_rawgeti(L, idx, i);                       /* [value] */
+        rc = conv_value(c, -1, schema_item(schema, i), depth + 1, &item);
+        lua_pop(L, 1);
+        path_restore(c, saved);
+        if (rc != 0) {
+            cJSON_Delete(arr);
+            return rc;
+        }
+        cJSON_AddItemToArray(arr, item);
+    }
+    *out = arr;
+    return 0;
+}
+
+/* Reports the first key of the table at idx that makes it neither an
+ * array nor an object. nstr: how many keys are strings; count: all keys. */
+static int conv_bad_key(struct conv *c, int idx, lua_Integer nstr, lua_Integer count) {
+    lua_State *L = c->L;
+    int top = lua_gettop(L);
+
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {                        /* [key, value] */
+        int bad;
+        lua_pop(L, 1);                                /* [key] */
+        if (lua_type(L, -1) == LUA_TSTRING)
+            continue;
+        if (nstr > 0 || !lua_isinteger(L, -1))
+            bad = 1;
+        else
+            bad = lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > count;
+        if (bad) {
+            path_key(c, -1);
+            lua_settop(L, top);
+            return fail(c, IM_EINVAL,
+                        "is a key that is neither a string nor part of a 1..n sequence");
+        }
+    }
+    return fail(c, IM_EINVAL, "is a table that is neither an array nor an object");
+}
+
+static int conv_table(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out) {
+    lua_State *L = c->L;
+    lua_Integer count = 0, nint = 0, nstr = 0, maxint = 0;
+    int top = lua_gettop(L);
+
+    idx = lua_absindex(L, idx);
+    if (depth > c->maxdepth)
+        return fail(c, IM_ERANGE, "nests deeper than %d levels", c->maxdepth);
+    if (!lua_checkstack(L, 4))
+        return fail(c, IM_ENOMEM, "could not be converted (Lua stack exhausted)");
+    /* First pass: classify the keys. */
+    lua_pushnil(L);                                   /* [key] */
+    while (lua_next(L, idx)) {                        /* [key, value] */
+        lua_pop(L, 1);                                /* [key] */
+        count++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            nstr++;
+        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            nint++;
+            if (lua_tointeger(L, -1) > maxint)
+                maxint = lua_tointeger(L, -1);
+        }
+    }
+    assert(lua_gettop(L) == top);
+    if (count == 0) {
+        *out = schema_wants_array(schema) ? cJSON_CreateArray() : cJSON_CreateObject();
+        return *out != NULL ? 0 : fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+    }
+    if (nint == count && maxint == count) /* distinct keys in 1..count: exactly 1..n */
+        return conv_array(c, idx, schema, depth, count, out);
+    if (nstr == count)
+        return conv_object(c, idx, schema, depth, count, out);
+    return conv_bad_key(c, idx, nstr, count);
+}
+
+static int conv_value(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out) {
+    lua_State *L = c->L;
+    int t = lua_type(L, idx);
+
+    *out = NULL;
+    switch (t) {
+    case LUA_TNIL:
+        *out = cJSON_CreateNull();
+        break;
+    case LUA_TBOOLEAN:
+        *out = cJSON_CreateBool(lua_toboolean(L, idx));
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            lua_Integer i = lua_tointeger(L, idx);
+            if (i > SJSON_INT_EXACT || i < -SJSON_INT_EXACT)
+                return fail(c, IM_ERANGE, "is an integer beyond 2^53, which a JSON number "
+                                          "cannot hold exactly");
+            *out = cJSON_CreateNumber((double)i);
+        } else {
+            double d = (double)lua_tonumber(L, idx);
+            if (!isfinite(d))
+                return fail(c, IM_EINVAL, "is not a finite number");
+            *out = cJSON_CreateNumber(d);
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        int rc = check_text(c, s, len, "string");
+        if (rc != 0)
+            return rc;
+        *out = cJSON_CreateString(s);
+        break;
+    }
+    case LUA_TTABLE:
+        return conv_table(c, idx, schema, depth, out);
+    default:
+        return fail(c, IM_EINVAL, "is a %s, which JSON cannot represent", lua_typename(L, t));
+    }
+    if (*out == NULL)
+        return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+    return 0;
+}
+
+int im_sjson_from_lua(lua_State *L, int idx, const cJSON *schema, int maxdepth, cJSON **out,
+                      char *err, size_t errlen) {
+    struct conv c;
+    int top = lua_gettop(L);
+    int rc;
+
+    if (out == NULL)
+        return IM_EINVAL;
+    *out = NULL;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    c.L = L;
+    c.maxdepth = effective_depth(maxdepth);
+    c.err = err;
+    c.errlen = errlen;
+    c.path[0] = '$';
+    c.path[1] = '\0';
+    c.plen = 1;
+    rc = conv_value(&c, lua_absindex(L, idx), schema, 1, out);
+    assert(lua_gettop(L) == top);
+    IM_UNUSED(top);
+    return rc;
+}

@@ -1,0 +1,157 @@
+/* serve.c: the stdio MCP server (serve.h).
+ *
+ * Shutdown: on stdin EOF the server stops reading, lets the calls already
+ * in flight finish and their responses drain (bounded by a deadline), then
+ * closes every handle and runs the loop until uv_loop_close succeeds. On
+ * SIGTERM or SIGINT it does the same without waiting for calls. */
+#include "serve.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "app.h"
+#include "error.h"
+#include "log.h"
+#include "mcp.h"
+#include "rpc.h"
+
+#define SERVE_DRAIN_MS 5000   /* longest wait for in-flight calls after EOF */
+
+typedef struct serve {
+    uv_loop_t loop;
+    im_app app;
+    im_rpc *rpc;
+    im_mcp *mcp;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
+    int stopping;
+} serve;
+
+static const char *serve_getenv(const char *name) { return getenv(name); }
+
+static void serve_send(void *ud, const char *json, size_t len) {
+    serve *s = ud;
+    if (s->rpc && im_rpc_write(s->rpc, json, len) != 0)
+        im_error("could not write a response to stdout");
+}
+
+static void serve_on_line(void *ud, const char *line, size_t len) {
+    serve *s = ud;
+    if (!s->stopping)
+        im_mcp_handle_line(s->mcp, line, len);
+}
+
+static void serve_on_overflow(void *ud, size_t len) {
+    serve *s = ud;
+    im_warn("dropped an input line of %zu bytes (limit IBKR_MAX_LINE_BYTES=%zu)", len,
+            s->app.cfg.max_line_bytes);
+    im_mcp_line_too_long(s->mcp, len);
+}
+
+static void serve_close_walk_cb(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void serve_stop(serve *s) {
+    if (s->stopping == 2)
+        return;
+    s->stopping = 2;
+    im_mcp_free(s->mcp);
+    s->mcp = NULL;
+    im_app_close(&s->app);
+    if (s->rpc) {
+        im_rpc_close(s->rpc, NULL, NULL);
+        s->rpc = NULL;
+    }
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->drain, NULL);
+}
+
+static void serve_drain_cb(uv_timer_t *t) {
+    serve *s = t->data;
+    int idle = im_mcp_inflight(s->mcp) == 0 && (s->rpc == NULL || im_rpc_pending(s->rpc) == 0);
+    if (idle || uv_now(&s->loop) >= s->drain_deadline) {
+        if (!idle)
+            im_warn("exiting with %zu calls unfinished", im_mcp_inflight(s->mcp));
+        serve_stop(s);
+    }
+}
+
+static void serve_on_eof(void *ud) {
+    serve *s = ud;
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    im_debug("stdin closed; finishing calls in flight");
+    s->drain_deadline = uv_now(&s->loop) + SERVE_DRAIN_MS;
+    uv_timer_start(&s->drain, serve_drain_cb, 0, 5);
+}
+
+static void serve_signal_cb(uv_signal_t *h, int signum) {
+    serve *s = h->data;
+    im_info("signal %d: shutting down", signum);
+    serve_stop(s);
+}
+
+int im_serve_run(void) {
+    serve *s = calloc(1, sizeof *s);
+    im_rpc_handlers h;
+    im_mcp_opts mo;
+    char err[512];
+    int rc;
+
+    if (s == NULL)
+        return 1;
+    /* A client that goes away must not kill us with SIGPIPE mid-write. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&s->loop);
+    rc = im_app_init(&s->app, &s->loop, serve_getenv, 0, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "ibkr-mcp: %s\n", err);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s->loop);
+        free(s);
+        return 2;
+    }
+    memset(&mo, 0, sizeof mo);
+    mo.tools = s->app.tools;
+    mo.session = s->app.session;
+    mo.send = serve_send;
+    mo.send_ud = s;
+    if (im_mcp_new(&mo, &s->mcp) != 0) {
+        fprintf(stderr, "ibkr-mcp: out of memory\n");
+        return 1;
+    }
+    uv_signal_init(&s->loop, &s->sigterm);
+    uv_signal_init(&s->loop, &s->sigint);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, serve_signal_cb, SIGTERM);
+    uv_signal_start(&s->sigint, serve_signal_cb, SIGINT);
+    uv_timer_init(&s->loop, &s->drain);
+    s->drain.data = s;
+
+    memset(&h, 0, sizeof h);
+    h.on_line = serve_on_line;
+    h.on_overflow = serve_on_overflow;
+    h.on_eof = serve_on_eof;
+    h.ud = s;
+    rc = im_rpc_open(&s->loop, 0, 1, s->app.cfg.max_line_bytes, &h, &s->rpc);
+    if (rc != 0) {
+        serve_stop(s);
+    }
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    /* Anything still open (a leaked handle would be a bug): close it. */
+    while (uv_loop_close(&s->loop) == UV_EBUSY) {
+        uv_walk(&s->loop, serve_close_walk_cb, NULL);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+    }
+    free(s);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,528 @@
+/* session.c: the two-step order flow of session.h.
+ *
+ * Both steps gather a fresh snapshot with three broker reads (quote,
+ * positions, open orders) and then decide in one callback, without
+ * yielding between the decision and its effect: at preview the token is
+ * issued there; at place the daily count is taken and the order sent
+ * there. That is the single-writer critical section of the risk design:
+ * two tokens can never both pass against the same headroom, because the
+ * second one's snapshot already sees the first order as working or in
+ * flight. */
+#include "session.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "error.h"
+#include "log.h"
+
+#define SESSION_MAX_ORDERS 4096
+#define SESSION_MAX_INFLIGHT 256
+
+struct im_session {
+    const im_config *cfg;
+    im_broker *broker;
+    im_clock *clock;
+    im_tokens *tokens;
+    char account_id[IM_ACCOUNT_MAX];
+    char day[16];               /* New York trading date of the counters */
+    int orders_today;
+    int halted;
+    char halt_reason[256];
+    /* Latest state of every order this session placed (ring). */
+    im_order_info orders[SESSION_MAX_ORDERS];
+    size_t norders, orders_head;
+    /* Orders sent but not yet acknowledged by the broker. */
+    im_order inflight[SESSION_MAX_INFLIGHT];
+    int inflight_used[SESSION_MAX_INFLIGHT];
+};
+
+enum { REQ_PREVIEW = 1, REQ_PLACE };
+
+typedef struct sess_req {
+    im_session *s;
+    int kind;
+    im_order order;
+    int have_quote;
+    im_quote quote;
+    double position_qty;
+    double working_buy, working_sell;
+    im_token_entry *entry;   /* place: the redeemed token */
+    int inflight_slot;
+    im_preview_cb preview_cb;
+    im_place_cb place_cb;
+    void *ud;
+} sess_req;
+
+/* ---- small state ---- */
+
+static void session_roll_day(im_session *s) {
+    char day[16];
+    if (im_clock_ny_date(im_clock_now(s->clock), day, sizeof day) != 0)
+        return;
+    if (strcmp(day, s->day) != 0) {
+        if (s->day[0])
+            im_info("new trading day %s: daily counters reset", day);
+        snprintf(s->day, sizeof s->day, "%s", day);
+        s->orders_today = 0;
+    }
+}
+
+static im_order_info *session_find_order(im_session *s, const char *id) {
+    for (size_t i = 0; i < s->norders; i++)
+        if (strcmp(s->orders[i].order_id, id) == 0)
+            return &s->orders[i];
+    return NULL;
+}
+
+static void session_record_order(im_session *s, const im_order_info *o) {
+    im_order_info *slot = session_find_order(s, o->order_id);
+    if (slot == NULL) {
+        if (s->norders < SESSION_MAX_ORDERS) {
+            slot = &s->orders[s->norders++];
+        } else {
+            slot = &s->orders[s->orders_head];
+            s->orders_head = (s->orders_head + 1) % SESSION_MAX_ORDERS;
+        }
+    }
+    *slot = *o;
+}
+
+static void session_event_cb(void *ud, const im_broker_event *ev) {
+    im_session *s = ud;
+    if ((ev->kind == IM_BEV_ORDER || ev->kind == IM_BEV_FILL) && ev->order != NULL &&
+        session_find_order(s, ev->order->order_id) != NULL)
+        session_record_order(s, ev->order);
+    if (ev->kind == IM_BEV_CONNECTION)
+        im_info("broker %s%s%s", ev->connected ? "connected" : "disconnected",
+                ev->message ? ": " : "", ev->message ? ev->message : "");
+}
+
+int im_session_new(const im_session_opts *o, im_session **out) {
+    im_session *s;
+    if (o == NULL || o->config == NULL || o->broker == NULL || o->clock == NULL)
+        return IM_EINVAL;
+    if (sodium_init() < 0)
+        return IM_EIO;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return IM_ENOMEM;
+    if (im_tokens_new(&s->tokens) != 0) {
+        free(s);
+        return IM_ENOMEM;
+    }
+    s->cfg = o->config;
+    s->broker = o->broker;
+    s->clock = o->clock;
+    snprintf(s->account_id, sizeof s->account_id, "%s", o->account_id ? o->account_id : "");
+    s->broker->on_event = session_event_cb;
+    s->broker->event_ud = s;
+    session_roll_day(s);
+    *out = s;
+    return 0;
+}
+
+void im_session_free(im_session *s) {
+    if (s == NULL)
+        return;
+    if (s->broker->event_ud == s) {
+        s->broker->on_event = NULL;
+        s->broker->event_ud = NULL;
+    }
+    im_tokens_free(s->tokens);
+    free(s);
+}
+
+const im_config *im_session_config(const im_session *s) { return s->cfg; }
+im_broker *im_session_broker(const im_session *s) { return s->broker; }
+im_tokens *im_session_tokens(const im_session *s) { return s->tokens; }
+double im_session_now(const im_session *s) { return im_clock_now(s->clock); }
+const char *im_session_account_id(const im_session *s) { return s->account_id; }
+int im_session_trading_enabled(const im_session *s) { return s->cfg->trading_enabled; }
+
+int im_session_orders_today(im_session *s) {
+    session_roll_day(s);
+    return s->orders_today;
+}
+
+int im_session_halted(const im_session *s, const char **reason) {
+    if (reason)
+        *reason = s->halt_reason;
+    return s->halted;
+}
+
+void im_session_halt(im_session *s, const char *reason) {
+    if (!s->halted)
+        im_warn("trading halted: %s", reason && *reason ? reason : "no reason given");
+    s->halted = 1;
+    snprintf(s->halt_reason, sizeof s->halt_reason, "%s",
+             reason && *reason ? reason : "halted by the agent");
+}
+
+/* ---- reads ---- */
+
+int im_session_quote(im_session *s, const char *symbol, im_quote_cb cb, void *ud) {
+    return s->broker->ops->quote(s->broker, symbol, cb, ud);
+}
+int im_session_account(im_session *s, im_account_cb cb, void *ud) {
+    return s->broker->ops->account(s->broker, cb, ud);
+}
+int im_session_positions(im_session *s, im_positions_cb cb, void *ud) {
+    return s->broker->ops->positions(s->broker, cb, ud);
+}
+int im_session_open_orders(im_session *s, im_orders_cb cb, void *ud) {
+    return s->broker->ops->open_orders(s->broker, cb, ud);
+}
+int im_session_executions(im_session *s, im_execs_cb cb, void *ud) {
+    return s->broker->ops->executions(s->broker, cb, ud);
+}
+int im_session_cancel(im_session *s, const char *order_id, im_order_cb cb, void *ud) {
+    return s->broker->ops->cancel(s->broker, order_id, cb, ud);
+}
+
+/* ---- the order flow ---- */
+
+static void req_fail(sess_req *r, int status, const char *msg);
+static void req_decide(sess_req *r);
+
+static void req_open_orders_cb(void *ud, int status, const char *msg, const im_order_info *o,
+                               size_t n) {
+    sess_req *r = ud;
+    if (status != 0) {
+        req_fail(r, status, msg ? msg : "could not read open orders");
+        return;
+    }
+    r->working_buy = r->working_sell = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(o[i].order.symbol, r->order.symbol) != 0 ||
+            im_order_status_terminal(o[i].status))
+            continue;
+        double rem = o[i].remaining;
+        if (!isfinite(rem) || rem < 0)
+            rem = o[i].order.quantity;  /* fail closed: count it whole */
+        if (o[i].order.side == IM_SIDE_BUY)
+            r->working_buy += rem;
+        else
+            r->working_sell += rem;
+    }
+    /* Orders sent but not yet acknowledged are working too. */
+    for (size_t i = 0; i < SESSION_MAX_INFLIGHT; i++) {
+        const im_order *f = &r->s->inflight[i];
+        if (!r->s->inflight_used[i] || strcmp(f->symbol, r->order.symbol) != 0)
+            continue;
+        if (f->side == IM_SIDE_BUY)
+            r->working_buy += f->quantity;
+        else
+            r->working_sell += f->quantity;
+    }
+    req_decide(r);
+}
+
+static void req_positions_cb(void *ud, int status, const char *msg, const im_position *p,
+                             size_t n) {
+    sess_req *r = ud;
+    int rc;
+    if (status != 0) {
+        req_fail(r, status, msg ? msg : "could not read positions");
+        return;
+    }
+    r->position_qty = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].symbol, r->order.symbol) == 0)
+            r->position_qty = p[i].quantity;
+    rc = im_session_open_orders(r->s, req_open_orders_cb, r);
+    if (rc != 0)
+        req_fail(r, rc, "could not read open orders");
+}
+
+static void req_quote_cb(void *ud, int status, const char *msg, const im_quote *q) {
+    sess_req *r = ud;
+    int rc;
+    if (status == IM_ESYMBOL) {
+        req_fail(r, status, msg);
+        return;
+    }
+    /* Any other failure leaves have_quote 0: the risk checks then reject
+     * the order (fail closed) with RISK_NO_QUOTE. */
+    if (status == 0 && q != NULL) {
+        r->have_quote = 1;
+        r->quote = *q;
+    } else {
+        im_warn("no quote for %s: %s", r->order.symbol, msg ? msg : im_strerror(status));
+    }
+    rc = im_session_positions(r->s, req_positions_cb, r);
+    if (rc != 0)
+        req_fail(r, rc, "could not read positions");
+}
+
+static int req_start(sess_req *r) {
+    return im_session_quote(r->s, r->order.symbol, req_quote_cb, r);
+}
+
+static void place_result_init(im_place_result *res, int status) {
+    memset(res, 0, sizeof *res);
+    res->status = status;
+}
+
+static void req_fail(sess_req *r, int status, const char *msg) {
+    if (r->kind == REQ_PREVIEW) {
+        r->preview_cb(r->ud, status, msg, NULL);
+    } else {
+        im_place_result res;
+        place_result_init(&res, status);
+        snprintf(res.message, sizeof res.message,
+                 "Order not placed: %s. The confirmation token is spent; call preview_order again.",
+                 msg ? msg : im_strerror(status));
+        r->place_cb(r->ud, &res);
+    }
+    free(r);
+}
+
+static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
+    im_session *s = r->s;
+    im_risk_input in;
+    memset(&in, 0, sizeof in);
+    in.stage = stage;
+    in.order = &r->order;
+    in.quote = r->have_quote ? &r->quote : NULL;
+    in.now = im_clock_now(s->clock);
+    in.position_qty = r->position_qty;
+    in.working_buy_qty = r->working_buy;
+    in.working_sell_qty = r->working_sell;
+    in.orders_today = im_session_orders_today(s);
+    in.preview_ref_price = r->entry ? r->entry->reference_price : 0;
+    in.halted = s->halted;
+    in.halt_reason = s->halt_reason;
+    im_risk_check(&s->cfg->limits, &in, risk);
+}
+
+static void preview_decide(sess_req *r) {
+    im_session *s = r->s;
+    im_preview p;
+    memset(&p, 0, sizeof p);
+    p.order = r->order;
+    p.have_quote = r->have_quote;
+    if (r->have_quote)
+        p.quote = r->quote;
+    p.trading_enabled = s->cfg->trading_enabled;
+    req_risk(r, IM_RISK_PREVIEW, &p.risk);
+    if (p.risk.approved && p.trading_enabled) {
+        im_token_entry *e;
+        double now = im_clock_now(s->clock);
+        int rc = im_tokens_issue(s->tokens, &r->order, p.risk.reference_price, p.risk.notional,
+                                 now, s->cfg->token_ttl_s, &e);
+        if (rc == 0) {
+            memcpy(p.token, e->token, sizeof p.token);
+            p.expires_in = s->cfg->token_ttl_s;
+        } else {
+            /* No token means nothing can be placed: say why instead. */
+            im_risk_reject(&p.risk, "RISK_TOKEN_UNAVAILABLE",
+                           rc == IM_EBUSY ? "Too many confirmation tokens are outstanding (%d); "
+                                            "wait for some to expire."
+                                          : "No confirmation token could be issued (%d).",
+                           rc == IM_EBUSY ? IM_TOKENS_MAX_PENDING : rc);
+        }
+    }
+    r->preview_cb(r->ud, 0, NULL, &p);
+    free(r);
+}
+
+static void order_ref_of(const char *token, char *out, size_t outlen) {
+    unsigned char h[8];
+    char hex[17];
+    crypto_generichash(h, sizeof h, (const unsigned char *)token, strlen(token), NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(out, outlen, "im-%s", hex);
+}
+
+static void place_order_cb(void *ud, int status, const char *msg, const im_order_info *o) {
+    sess_req *r = ud;
+    im_session *s = r->s;
+    im_place_result res;
+
+    if (r->inflight_slot >= 0)
+        s->inflight_used[r->inflight_slot] = 0;
+    place_result_init(&res, status);
+    if (status != 0 || o == NULL) {
+        snprintf(res.message, sizeof res.message,
+                 "The broker did not accept the order: %s. The confirmation token is spent.",
+                 msg ? msg : im_strerror(status));
+        if (status == 0)
+            res.status = IM_EREJECTED;
+    } else {
+        res.order = *o;
+        res.have_order = 1;
+        session_record_order(s, o);
+        snprintf(r->entry->order_id, sizeof r->entry->order_id, "%s", o->order_id);
+        r->entry->status = o->status;
+        switch (o->status) {
+        case IM_OS_FILLED:
+            snprintf(res.message, sizeof res.message, "Filled.");
+            break;
+        case IM_OS_REJECTED:
+            snprintf(res.message, sizeof res.message, "Rejected by the broker: %s",
+                     o->message[0] ? o->message : "no reason given");
+            break;
+        case IM_OS_PARTIAL:
+            snprintf(res.message, sizeof res.message,
+                     "Partially filled; the rest is working. Check get_open_orders.");
+            break;
+        case IM_OS_CANCELLED:
+            snprintf(res.message, sizeof res.message, "Cancelled: %s",
+                     o->message[0] ? o->message : "by the broker");
+            break;
+        default:
+            snprintf(res.message, sizeof res.message,
+                     "Working at the broker; follow it with get_open_orders and get_trades.");
+            break;
+        }
+        im_info("order %s %s %.0f %s %s: %s", o->order_id, im_side_str(o->order.side),
+                o->order.quantity, o->order.symbol, im_order_status_str(o->status), res.message);
+    }
+    r->place_cb(r->ud, &res);
+    free(r);
+}
+
+static void place_decide(sess_req *r) {
+    im_session *s = r->s;
+    im_place_result res;
+    int rc;
+
+    place_result_init(&res, 0);
+    req_risk(r, IM_RISK_PLACE, &res.risk);
+    if (!res.risk.approved) {
+        size_t off;
+        res.status = IM_ERISK;
+        off = (size_t)snprintf(res.message, sizeof res.message, "Order not placed:");
+        for (size_t i = 0; i < res.risk.nreasons && off < sizeof res.message; i++)
+            off += (size_t)snprintf(res.message + off, sizeof res.message - off, " %s",
+                                    res.risk.reasons[i].text);
+        if (off < sizeof res.message)
+            snprintf(res.message + off, sizeof res.message - off,
+                     " The confirmation token is spent; call preview_order again.");
+        im_info("place rejected at re-validation: %s", res.message);
+        r->place_cb(r->ud, &res);
+        free(r);
+        return;
+    }
+    /* Count the order and mark it in flight before it leaves, with no
+     * yield in between (see the file comment). */
+    r->inflight_slot = -1;
+    for (int i = 0; i < SESSION_MAX_INFLIGHT; i++) {
+        if (!s->inflight_used[i]) {
+            s->inflight_used[i] = 1;
+            s->inflight[i] = r->order;
+            r->inflight_slot = i;
+            break;
+        }
+    }
+    if (r->inflight_slot < 0) {
+        req_fail(r, IM_EBUSY, "too many orders are in flight");
+        return;
+    }
+    session_roll_day(s);
+    s->orders_today++;
+    order_ref_of(r->entry->token, r->order.order_ref, sizeof r->order.order_ref);
+    rc = s->broker->ops->place(s->broker, &r->order, place_order_cb, r);
+    if (rc != 0) {
+        s->inflight_used[r->inflight_slot] = 0;
+        req_fail(r, rc, "the broker refused the order");
+    }
+}
+
+static void req_decide(sess_req *r) {
+    if (r->kind == REQ_PREVIEW)
+        preview_decide(r);
+    else
+        place_decide(r);
+}
+
+int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void *ud) {
+    sess_req *r;
+    int rc;
+    if (s == NULL || o == NULL || cb == NULL)
+        return IM_EINVAL;
+    r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return IM_ENOMEM;
+    r->s = s;
+    r->kind = REQ_PREVIEW;
+    r->order = *o;
+    r->order.order_ref[0] = '\0';
+    r->preview_cb = cb;
+    r->ud = ud;
+    rc = req_start(r);
+    if (rc != 0)
+        free(r);
+    return rc;
+}
+
+int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud) {
+    im_place_result res;
+    im_token_entry *e = NULL;
+    sess_req *r;
+    int rc;
+
+    if (s == NULL || token == NULL || cb == NULL)
+        return IM_EINVAL;
+    if (!s->cfg->trading_enabled) {
+        place_result_init(&res, IM_EDISABLED);
+        snprintf(res.message, sizeof res.message,
+                 "Trading is disabled (IBKR_TRADING_ENABLED is not true); nothing was placed. "
+                 "Previews still work for analysis.");
+        cb(ud, &res);
+        return 0;
+    }
+    /* The token is consumed here, before anything can yield. */
+    rc = im_tokens_redeem(s->tokens, token, im_clock_now(s->clock), &e);
+    if (rc == IM_ETOKEN_UNKNOWN) {
+        place_result_init(&res, rc);
+        snprintf(res.message, sizeof res.message,
+                 "Unknown or already-used confirmation token. Call preview_order first.");
+        cb(ud, &res);
+        return 0;
+    }
+    if (rc == IM_ETOKEN_USED) {
+        const im_order_info *o = e->order_id[0] ? session_find_order(s, e->order_id) : NULL;
+        place_result_init(&res, rc);
+        if (o != NULL) {
+            res.order = *o;
+            res.have_order = 1;
+        }
+        if (e->order_id[0])
+            snprintf(res.message, sizeof res.message,
+                     "Unknown or already-used confirmation token. Call preview_order first. "
+                     "This token already placed order %s (status %s); nothing new was sent.",
+                     e->order_id, im_order_status_str(o ? o->status : e->status));
+        else
+            snprintf(res.message, sizeof res.message,
+                     "Unknown or already-used confirmation token. Call preview_order first. "
+                     "This token was already redeemed and its placement is still in progress; "
+                     "check get_open_orders and get_trades.");
+        cb(ud, &res);
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        place_result_init(&res, IM_ENOMEM);
+        snprintf(res.message, sizeof res.message, "Out of memory; nothing was placed.");
+        cb(ud, &res);
+        return 0;
+    }
+    r->s = s;
+    r->kind = REQ_PLACE;
+    r->order = e->order;
+    r->entry = e;
+    r->place_cb = cb;
+    r->ud = ud;
+    rc = req_start(r);
+    if (rc != 0)
+        req_fail(r, rc, "the broker could not be asked for a quote");
+    return 0;
+}

@@ -1,0 +1,88 @@
+/* session.h: the two-step order flow and the only path to an order.
+ * preview: fresh quote, position and working orders -> built-in risk checks
+ * -> a confirmation token when approved and trading is enabled.
+ * place: redeem the token (atomically, before anything can yield) -> re-run
+ * every check with a fresh quote, position and counters, including the
+ * price drift since the preview -> count the order -> send it.
+ * Reads pass through to the broker. Keeps today's order count (trading day
+ * in New York), the kill switch, and in-flight orders. Uses broker.h,
+ * risk.h, tokens.h, config.h and clock.h; knows nothing of Lua or MCP. */
+#ifndef IM_SESSION_H
+#define IM_SESSION_H
+
+#include "broker.h"
+#include "clock.h"
+#include "config.h"
+#include "risk.h"
+#include "tokens.h"
+
+typedef struct im_session im_session;
+
+typedef struct im_session_opts {
+    const im_config *config;   /* not owned; outlives the session */
+    im_broker *broker;         /* not owned */
+    im_clock *clock;           /* not owned */
+    const char *account_id;    /* the account the broker trades */
+} im_session_opts;
+
+int im_session_new(const im_session_opts *o, im_session **out);
+void im_session_free(im_session *s);
+
+const im_config *im_session_config(const im_session *s);
+im_broker *im_session_broker(const im_session *s);
+im_tokens *im_session_tokens(const im_session *s);
+double im_session_now(const im_session *s);
+const char *im_session_account_id(const im_session *s);
+int im_session_trading_enabled(const im_session *s);
+/* Orders submitted this New York trading day. */
+int im_session_orders_today(im_session *s);
+/* 1 when the kill switch is engaged; *reason (may be NULL) gets its reason. */
+int im_session_halted(const im_session *s, const char **reason);
+/* Engages the kill switch. It stays engaged for the life of the session:
+ * no MCP tool can release it. */
+void im_session_halt(im_session *s, const char *reason);
+
+/* ---- reads (pass through to the broker, same contract) ---- */
+int im_session_quote(im_session *s, const char *symbol, im_quote_cb cb, void *ud);
+int im_session_account(im_session *s, im_account_cb cb, void *ud);
+int im_session_positions(im_session *s, im_positions_cb cb, void *ud);
+int im_session_open_orders(im_session *s, im_orders_cb cb, void *ud);
+int im_session_executions(im_session *s, im_execs_cb cb, void *ud);
+
+/* ---- orders ---- */
+typedef struct im_preview {
+    im_order order;
+    im_risk_result risk;
+    int have_quote;
+    im_quote quote;
+    int trading_enabled;
+    char token[IM_TOKEN_LEN + 1];   /* empty when no token was issued */
+    double expires_in;              /* seconds; 0 without a token */
+} im_preview;
+
+/* status 0: *p holds the decision (approved or not). Otherwise the preview
+ * could not be made (e.g. IM_ESYMBOL) and msg says why; p is NULL. */
+typedef void (*im_preview_cb)(void *ud, int status, const char *msg, const im_preview *p);
+/* Returns 0 (cb will be called once) or an error (cb never called). */
+int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void *ud);
+
+typedef struct im_place_result {
+    int status;               /* 0 = sent; see im_session_place */
+    char message[512];        /* a sentence for the agent */
+    im_order_info order;      /* the order (status 0, and IM_ETOKEN_USED when known) */
+    int have_order;
+    im_risk_result risk;      /* IM_ERISK: the reasons */
+} im_place_result;
+
+typedef void (*im_place_cb)(void *ud, const im_place_result *r);
+/* Redeems token and, after re-validation, sends its order. The result's
+ * status: 0 sent (order holds the broker's answer, which may itself say
+ * REJECTED); IM_ETOKEN_UNKNOWN; IM_ETOKEN_USED (order names what the token
+ * placed when known); IM_EDISABLED; IM_ERISK (re-validation failed; the
+ * token is spent); or a broker error. Returns 0 (cb called exactly once,
+ * possibly before this returns, e.g. for a bad token) or IM_EINVAL. */
+int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud);
+/* Cancels a working order; same contract as the broker's cancel. */
+int im_session_cancel(im_session *s, const char *order_id, im_order_cb cb, void *ud);
+
+#endif

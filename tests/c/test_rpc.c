@@ -1,0 +1,123 @@
+/* test_rpc.c: newline framing of JSON-RPC input. */
+#include <stdlib.h>
+
+#include "error.h"
+#include "rpc.h"
+#include "test.h"
+
+typedef struct seen {
+    char lines[16][256];
+    size_t lens[16];
+    int n;
+    size_t overflows[8];
+    int nover;
+} seen;
+
+static void on_line(void *ud, const char *line, size_t len) {
+    seen *s = ud;
+    ASSERT(s->n < 16);
+    ASSERT_EQ(line[len], '\0');
+    memcpy(s->lines[s->n], line, len < 255 ? len : 255);
+    s->lens[s->n] = len;
+    s->n++;
+}
+
+static void on_over(void *ud, size_t len) {
+    seen *s = ud;
+    s->overflows[s->nover++] = len;
+}
+
+TEST(split_reads_make_one_line) {
+    im_rpc_framer f;
+    seen s = {0};
+    const char *msg = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+    im_rpc_framer_init(&f, 1024);
+    /* One byte at a time: the worst case of partial reads. */
+    for (size_t i = 0; msg[i]; i++) {
+        ASSERT_EQ(im_rpc_framer_feed(&f, msg + i, 1, on_line, on_over, &s), 0);
+        if (msg[i + 1])
+            ASSERT_EQ(s.n, 0);
+    }
+    ASSERT_EQ(s.n, 1);
+    ASSERT_STR_EQ(s.lines[0], "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    im_rpc_framer_free(&f);
+}
+
+TEST(coalesced_reads_make_several_lines) {
+    im_rpc_framer f;
+    seen s = {0};
+    const char *data = "a\nbb\r\n\nccc\ndd";
+    im_rpc_framer_init(&f, 1024);
+    ASSERT_EQ(im_rpc_framer_feed(&f, data, strlen(data), on_line, on_over, &s), 0);
+    ASSERT_EQ(s.n, 4);
+    ASSERT_STR_EQ(s.lines[0], "a");
+    ASSERT_STR_EQ(s.lines[1], "bb");   /* CR dropped */
+    ASSERT_EQ(s.lens[2], 0);           /* empty line delivered; mcp skips it */
+    ASSERT_STR_EQ(s.lines[3], "ccc");
+    /* "dd" has no newline yet: delivered only at end of input. */
+    im_rpc_framer_finish(&f, on_line, &s);
+    ASSERT_EQ(s.n, 5);
+    ASSERT_STR_EQ(s.lines[4], "dd");
+    im_rpc_framer_free(&f);
+}
+
+TEST(overlong_line_is_dropped_and_reported_once) {
+    im_rpc_framer f;
+    seen s = {0};
+    char big[300];
+    memset(big, 'x', sizeof big);
+    im_rpc_framer_init(&f, 100);
+    /* 300 bytes in three reads, then the newline and a good line. */
+    ASSERT_EQ(im_rpc_framer_feed(&f, big, 100, on_line, on_over, &s), 0);
+    ASSERT_EQ(im_rpc_framer_feed(&f, big, 100, on_line, on_over, &s), 0);
+    ASSERT_EQ(im_rpc_framer_feed(&f, big, 100, on_line, on_over, &s), 0);
+    ASSERT_EQ(s.nover, 0);
+    ASSERT_EQ(im_rpc_framer_feed(&f, "\nok\n", 4, on_line, on_over, &s), 0);
+    ASSERT_EQ(s.nover, 1);
+    ASSERT_EQ(s.overflows[0], 300);
+    ASSERT_EQ(s.n, 1);
+    ASSERT_STR_EQ(s.lines[0], "ok");
+    im_rpc_framer_free(&f);
+}
+
+TEST(line_exactly_at_the_limit_passes) {
+    im_rpc_framer f;
+    seen s = {0};
+    char line[101];
+    memset(line, 'y', 100);
+    line[100] = '\n';
+    im_rpc_framer_init(&f, 100);
+    ASSERT_EQ(im_rpc_framer_feed(&f, line, 101, on_line, on_over, &s), 0);
+    ASSERT_EQ(s.n, 1);
+    ASSERT_EQ(s.lens[0], 100);
+    ASSERT_EQ(s.nover, 0);
+    /* One more byte is over. */
+    line[100] = 'y';
+    ASSERT_EQ(im_rpc_framer_feed(&f, line, 101, on_line, on_over, &s), 0);
+    ASSERT_EQ(im_rpc_framer_feed(&f, "\n", 1, on_line, on_over, &s), 0);
+    ASSERT_EQ(s.nover, 1);
+    ASSERT_EQ(s.n, 1);
+    im_rpc_framer_free(&f);
+}
+
+TEST(overlong_final_line_at_eof_is_not_delivered) {
+    im_rpc_framer f;
+    seen s = {0};
+    char big[50];
+    memset(big, 'z', sizeof big);
+    im_rpc_framer_init(&f, 10);
+    ASSERT_EQ(im_rpc_framer_feed(&f, big, sizeof big, on_line, on_over, &s), 0);
+    im_rpc_framer_finish(&f, on_line, &s);
+    ASSERT_EQ(s.n, 0);
+    im_rpc_framer_free(&f);
+}
+
+TEST(nul_bytes_inside_a_line_are_kept_in_its_length) {
+    im_rpc_framer f;
+    seen s = {0};
+    im_rpc_framer_init(&f, 100);
+    ASSERT_EQ(im_rpc_framer_feed(&f, "a\0b\n", 4, on_line, on_over, &s), 0);
+    ASSERT_EQ(s.n, 1);
+    ASSERT_EQ(s.lens[0], 3);
+    im_rpc_framer_free(&f);
+}

@@ -1,0 +1,91 @@
+/* test_schema.c: the JSON Schema subset used for tool arguments/results. */
+#include <cjson/cJSON.h>
+
+#include "error.h"
+#include "schema.h"
+#include "test.h"
+
+static const char *order_schema =
+    "{\"type\":\"object\",\"required\":[\"symbol\",\"quantity\"],\"additionalProperties\":false,"
+    "\"properties\":{\"symbol\":{\"type\":\"string\",\"pattern\":\"^[A-Za-z][A-Za-z0-9.]{0,11}$\"},"
+    "\"quantity\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000},"
+    "\"action\":{\"type\":\"string\",\"enum\":[\"BUY\",\"SELL\"]},"
+    "\"limit_price\":{\"type\":\"number\",\"exclusiveMinimum\":0},"
+    "\"token\":{\"type\":[\"string\",\"null\"],\"maxLength\":4},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":2}}}";
+
+static int check(const char *value, char *err, size_t errlen) {
+    cJSON *s = cJSON_Parse(order_schema), *v = cJSON_Parse(value);
+    int rc;
+    ASSERT(s != NULL && v != NULL);
+    rc = im_schema_validate(s, v, err, errlen);
+    cJSON_Delete(s);
+    cJSON_Delete(v);
+    return rc;
+}
+
+TEST(valid_values_pass) {
+    char err[256] = "";
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1}", err, sizeof err), 0);
+    ASSERT_EQ(check("{\"symbol\":\"BRK.B\",\"quantity\":1000,\"action\":\"SELL\","
+                    "\"limit_price\":0.01,\"token\":null,\"tags\":[\"a\",\"b\"]}",
+                    err, sizeof err),
+              0);
+    ASSERT_EQ(check("{\"symbol\":\"a\",\"quantity\":5.0,\"token\":\"abcd\"}", err, sizeof err), 0);
+}
+
+TEST(each_keyword_rejects_with_a_sentence) {
+    char err[256];
+    ASSERT_EQ(check("{\"quantity\":1}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "symbol is required");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":0}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "quantity must be at least 1 (got 0)");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1001}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "at most 1000");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1.5}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "quantity must be an integer");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":\"5\"}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "(got a string)");
+    ASSERT_EQ(check("{\"symbol\":\"1BAD\",\"quantity\":1}", err, sizeof err), IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "symbol must match");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"action\":\"HOLD\"}", err, sizeof err),
+              IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "action must be one of \"BUY\", \"SELL\"");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"limit_price\":0}", err, sizeof err),
+              IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "greater than 0");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"extra\":1}", err, sizeof err),
+              IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "unexpected argument extra");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"token\":\"abcde\"}", err, sizeof err),
+              IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "at most 4 characters");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"tags\":[\"a\",1]}", err, sizeof err),
+              IM_ESCHEMA);
+    ASSERT_CONTAINS(err, "tags[1] must be a string");
+    ASSERT_EQ(check("{\"symbol\":\"NVDA\",\"quantity\":1,\"tags\":[\"a\",\"b\",\"c\"]}", err,
+                    sizeof err),
+              IM_ESCHEMA);
+    ASSERT_EQ(check("[1]", err, sizeof err), IM_ESCHEMA);
+}
+
+TEST(unicode_lengths_count_code_points) {
+    char err[256];
+    /* Four two-byte characters fit maxLength 4. */
+    ASSERT_EQ(check("{\"symbol\":\"A\",\"quantity\":1,\"token\":\"\\u00e9\\u00e9\\u00e9\\u00e9\"}",
+                    err, sizeof err),
+              0);
+}
+
+TEST(schema_check_refuses_unknown_types_and_bad_patterns) {
+    char err[128];
+    cJSON *s = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"float\"}}}");
+    ASSERT_EQ(im_schema_check(s, err, sizeof err), IM_ESCHEMA);
+    cJSON_Delete(s);
+    s = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"([\"}");
+    ASSERT_EQ(im_schema_check(s, err, sizeof err), IM_ESCHEMA);
+    cJSON_Delete(s);
+    s = cJSON_Parse(order_schema);
+    ASSERT_EQ(im_schema_check(s, err, sizeof err), 0);
+    cJSON_Delete(s);
+}

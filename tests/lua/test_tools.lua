@@ -1,0 +1,313 @@
+-- LuaUnit suite for the tools, run inside the host (`ibkr-mcp --lua-test`)
+-- against the real simulator, session, risk checks and tool registry, with
+-- a frozen simulator clock moved by hand (host.advance).
+local lu = require("luaunit")
+
+local function env(extra)
+  local t = { IBKR_TRADING_ENABLED = "true" }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  assert(host.reset(t))
+end
+
+local function ok(name, args)
+  local r = host.call(name, args)
+  lu.assertNil(r.error, name .. " gave a protocol error")
+  lu.assertFalse(r.isError, name .. ": " .. tostring(r.text))
+  lu.assertNotNil(r.structuredContent, name)
+  return r.structuredContent
+end
+
+local function fails(name, args)
+  local r = host.call(name, args)
+  lu.assertNil(r.error)
+  lu.assertTrue(r.isError, name .. " should have failed")
+  lu.assertIsString(r.text)
+  return r.text
+end
+
+local function preview(symbol, action, qty, extra)
+  local a = { symbol = symbol, action = action, quantity = qty }
+  for k, v in pairs(extra or {}) do a[k] = v end
+  return ok("preview_order", a)
+end
+
+local function has(list, value)
+  for _, v in ipairs(list) do if v == value then return true end end
+  return false
+end
+
+TestCatalogue = {}
+function TestCatalogue:setUp() env() end
+
+function TestCatalogue:test_ten_tools_with_contracts()
+  local tools = host.tools()
+  local names = {}
+  for _, t in ipairs(tools) do
+    names[t.name] = t
+    lu.assertIsString(t.title)
+    lu.assertTrue(#t.description > 60, t.name .. " needs a real description")
+    lu.assertEquals(t.inputSchema.type, "object")
+    lu.assertEquals(t.outputSchema.type, "object")
+    lu.assertIsTable(t.annotations)
+  end
+  for _, n in ipairs { "get_status", "get_account_summary", "get_positions", "get_quote",
+                       "get_open_orders", "get_trades", "preview_order", "place_order",
+                       "cancel_order", "halt_trading" } do
+    lu.assertNotNil(names[n], n)
+  end
+  lu.assertEquals(#tools, 10)
+  for _, n in ipairs { "get_status", "get_quote", "get_positions", "get_trades" } do
+    lu.assertTrue(names[n].annotations.readOnlyHint, n)
+  end
+  for _, n in ipairs { "place_order", "cancel_order", "halt_trading" } do
+    lu.assertTrue(names[n].annotations.destructiveHint, n)
+    lu.assertFalse(names[n].annotations.readOnlyHint, n)
+  end
+end
+
+TestReads = {}
+function TestReads:setUp() env() end
+
+function TestReads:test_status_reports_defaults()
+  host.reset {}   -- no configuration at all: read-only
+  local s = ok("get_status")
+  lu.assertEquals(s.backend, "sim")
+  lu.assertTrue(s.connected)
+  lu.assertFalse(s.trading_enabled)
+  lu.assertFalse(s.halted)
+  lu.assertEquals(s.orders_today, 0)
+  lu.assertEquals(s.limits.max_order_qty, 1000)
+  lu.assertEquals(s.limits.max_order_notional, 20000)
+  lu.assertEquals(s.limits.max_position_notional, 60000)
+  lu.assertFalse(s.limits.allow_short)
+  lu.assertEquals(s.limits.max_daily_orders, 50)
+  lu.assertEquals(s.limits.token_ttl_seconds, 120)
+  lu.assertEquals(#s.limits.symbol_whitelist, 0)
+end
+
+function TestReads:test_account_starts_with_cash()
+  local a = ok("get_account_summary")
+  lu.assertEquals(a.cash, 100000)
+  lu.assertEquals(a.net_liquidation, 100000)
+  lu.assertEquals(a.realized_pnl, 0)
+end
+
+function TestReads:test_quote_is_sane_and_case_insensitive()
+  local q = ok("get_quote", { symbol = "nvda" })
+  lu.assertEquals(q.symbol, "NVDA")
+  lu.assertTrue(q.bid > 100 and q.bid < q.ask and q.ask < 250)
+  lu.assertAlmostEquals(q.mid, (q.bid + q.ask) / 2, 1e-4)
+  lu.assertFalse(q.delayed)
+end
+
+function TestReads:test_unknown_symbol_is_a_clear_error()
+  local text = fails("get_quote", { symbol = "ZZZZ" })
+  lu.assertStrContains(text, "ZZZZ")
+  lu.assertStrContains(text, "AAPL")
+end
+
+function TestReads:test_bad_arguments_are_tool_errors()
+  lu.assertStrContains(fails("get_quote", {}), "symbol is required")
+  lu.assertStrContains(fails("get_quote", { symbol = "1ABC" }), "symbol must match")
+  lu.assertStrContains(fails("preview_order", { symbol = "NVDA", action = "BUY", quantity = 0 }),
+                       "quantity must be at least 1")
+  lu.assertStrContains(fails("preview_order", { symbol = "NVDA", action = "HOLD", quantity = 1 }),
+                       "action must be one of")
+  lu.assertStrContains(fails("get_status", { verbose = true }), "unexpected argument verbose")
+end
+
+TestFlow = {}
+function TestFlow:setUp() env() end
+
+function TestFlow:test_preview_place_fill_and_blotter()
+  local q = ok("get_quote", { symbol = "NVDA" })
+  local p = preview("NVDA", "BUY", 50)
+  lu.assertTrue(p.risk.approved)
+  lu.assertEquals(#p.risk.reasons, 0)
+  lu.assertEquals(p.reference_price, q.ask)
+  -- Market orders are priced at the collar (100 bps over the ask).
+  lu.assertAlmostEquals(p.estimated_notional, 50 * q.ask * 1.01, 0.01)
+  lu.assertStrMatches(p.confirmation_token, "^[0-9a-f]+$")
+  lu.assertEquals(#p.confirmation_token, 32)
+  lu.assertEquals(p.token_expires_in_seconds, 120)
+  lu.assertStrContains(p.next_step, p.confirmation_token)
+
+  local o = ok("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertEquals(o.status, "FILLED")
+  lu.assertEquals(o.filled_quantity, 50)
+  lu.assertEquals(o.symbol, "NVDA")
+  lu.assertEquals(o.avg_fill_price, q.ask)
+  lu.assertStrMatches(o.order_ref, "^im%-[0-9a-f]+$")
+
+  local pos = ok("get_positions")
+  lu.assertEquals(pos.count, 1)
+  lu.assertEquals(pos.positions[1].symbol, "NVDA")
+  lu.assertEquals(pos.positions[1].quantity, 50)
+
+  local tr = ok("get_trades")
+  lu.assertEquals(tr.count, 1)
+  lu.assertEquals(tr.trades[1].order_id, o.order_id)
+  lu.assertEquals(tr.trades[1].quantity, 50)
+
+  -- Cash went down by the fill plus commission ($0.005/share, $1 minimum).
+  local a = ok("get_account_summary")
+  lu.assertAlmostEquals(a.cash, 100000 - 50 * q.ask - 1.00, 0.011)
+  lu.assertEquals(ok("get_status").orders_today, 1)
+end
+
+function TestFlow:test_used_token_names_its_order_and_sends_nothing()
+  local p = preview("AAPL", "BUY", 10)
+  local o = ok("place_order", { confirmation_token = p.confirmation_token })
+  local text = fails("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertStrContains(text, "Unknown or already-used confirmation token. Call preview_order first.")
+  lu.assertStrContains(text, o.order_id)
+  lu.assertStrContains(text, "FILLED")
+  lu.assertEquals(ok("get_trades").count, 1)
+  lu.assertEquals(ok("get_status").orders_today, 1)
+end
+
+function TestFlow:test_bogus_token_is_refused()
+  local text = fails("place_order", { confirmation_token = "deadbeefdeadbeefdeadbeefdeadbeef" })
+  lu.assertEquals(text, "Unknown or already-used confirmation token. Call preview_order first.")
+  lu.assertEquals(ok("get_trades").count, 0)
+end
+
+function TestFlow:test_token_expires_on_the_simulator_clock()
+  local p1 = preview("MSFT", "BUY", 5)
+  local p2 = preview("MSFT", "BUY", 6)
+  host.advance(119.5)
+  ok("place_order", { confirmation_token = p1.confirmation_token })
+  host.advance(0.5)   -- now exactly 120 s after p2: expired
+  local text = fails("place_order", { confirmation_token = p2.confirmation_token })
+  lu.assertStrContains(text, "Unknown or already-used")
+  lu.assertEquals(ok("get_trades").count, 1)
+end
+
+function TestFlow:test_trading_disabled_gives_no_token()
+  host.reset {}
+  local p = preview("NVDA", "BUY", 50)
+  lu.assertTrue(p.risk.approved)
+  lu.assertFalse(p.trading_enabled)
+  lu.assertNil(p.confirmation_token)
+  lu.assertStrContains(p.next_step, "disabled")
+  lu.assertStrContains(fails("place_order", { confirmation_token = "0123456789abcdef0123456789abcdef" }),
+                       "Trading is disabled")
+end
+
+function TestFlow:test_oversized_order_is_rejected_with_both_reasons()
+  local p = preview("TSLA", "BUY", 400)
+  lu.assertFalse(p.risk.approved)
+  lu.assertNil(p.confirmation_token)
+  lu.assertTrue(has(p.risk.codes, "RISK_NOTIONAL_LIMIT"))
+  lu.assertTrue(has(p.risk.codes, "RISK_POSITION_LIMIT"))
+  lu.assertStrContains(p.risk.reasons[1] .. p.risk.reasons[2], "per-order cap $20,000")
+  lu.assertStrContains(p.risk.reasons[1] .. p.risk.reasons[2], "position cap $60,000")
+  lu.assertStrContains(p.next_step, "REJECTED")
+end
+
+function TestFlow:test_price_drift_between_preview_and_place_is_refused()
+  local q = ok("get_quote", { symbol = "AMD" })
+  local p = preview("AMD", "BUY", 20)
+  host.set_price("AMD", q.mid * 1.08)   -- +8% > the 5% default bound
+  local text = fails("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertStrContains(text, "moved")
+  lu.assertStrContains(text, "preview")
+  -- The token is spent either way.
+  lu.assertStrContains(fails("place_order", { confirmation_token = p.confirmation_token }),
+                       "already-used")
+  lu.assertEquals(ok("get_trades").count, 0)
+end
+
+function TestFlow:test_place_revalidates_against_new_positions()
+  -- Two previews each within a $30,000 position cap; together they are not.
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_MAX_POSITION_NOTIONAL = "30000" }
+  local p1 = preview("NVDA", "BUY", 110, { order_type = "LMT", limit_price = 180 })
+  local p2 = preview("NVDA", "BUY", 110, { order_type = "LMT", limit_price = 180 })
+  lu.assertTrue(p1.risk.approved and p2.risk.approved)
+  ok("place_order", { confirmation_token = p1.confirmation_token })
+  local text = fails("place_order", { confirmation_token = p2.confirmation_token })
+  lu.assertStrContains(text, "position cap $30,000")
+  lu.assertEquals(ok("get_trades").count, 1)
+end
+
+function TestFlow:test_daily_cap_counts_orders_at_place()
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_MAX_DAILY_ORDERS = "1" }
+  local a = preview("KO", "BUY", 10)
+  local b = preview("KO", "BUY", 10)   -- previews do not count
+  lu.assertTrue(a.risk.approved and b.risk.approved)
+  ok("place_order", { confirmation_token = a.confirmation_token })
+  local text = fails("place_order", { confirmation_token = b.confirmation_token })
+  lu.assertStrContains(text, "Daily order limit reached: 1 of 1")
+  local c = preview("KO", "BUY", 10)
+  lu.assertFalse(c.risk.approved)
+  lu.assertTrue(has(c.risk.codes, "RISK_DAILY_ORDER_LIMIT"))
+end
+
+function TestFlow:test_short_selling_is_refused_by_default()
+  local p = preview("INTC", "SELL", 10)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "RISK_SHORT_NOT_ALLOWED"))
+  -- Selling what is held is fine.
+  ok("place_order", { confirmation_token = preview("INTC", "BUY", 10).confirmation_token })
+  lu.assertTrue(preview("INTC", "SELL", 10).risk.approved)
+  lu.assertFalse(preview("INTC", "SELL", 11).risk.approved)
+end
+
+function TestFlow:test_whitelist_and_quantity_cap()
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_SYMBOL_WHITELIST = "aapl, msft",
+               IBKR_MAX_ORDER_QTY = "5" }
+  local p = preview("NVDA", "BUY", 1)
+  lu.assertTrue(has(p.risk.codes, "RISK_SYMBOL_NOT_ALLOWED"))
+  lu.assertTrue(preview("AAPL", "BUY", 5).risk.approved)
+  local q = preview("AAPL", "BUY", 6)
+  lu.assertTrue(has(q.risk.codes, "RISK_QTY_LIMIT"))
+  lu.assertEquals(#ok("get_status").limits.symbol_whitelist, 2)
+end
+
+function TestFlow:test_limit_order_rests_fills_and_cancels()
+  local q = ok("get_quote", { symbol = "AAPL" })
+  local low = math.floor(q.bid * 0.95 * 100) / 100
+  local p = preview("AAPL", "BUY", 10, { order_type = "LMT", limit_price = low })
+  lu.assertTrue(p.risk.approved)
+  local o = ok("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertEquals(o.status, "SUBMITTED")
+  lu.assertEquals(ok("get_open_orders").count, 1)
+  local c = ok("cancel_order", { order_id = o.order_id })
+  lu.assertEquals(c.status, "CANCELLED")
+  lu.assertEquals(ok("get_open_orders").count, 0)
+  lu.assertStrContains(fails("cancel_order", { order_id = o.order_id }), "CANCELLED")
+  lu.assertStrContains(fails("cancel_order", { order_id = 999999 }), "999999")
+
+  -- A second resting order fills when the market comes down to it.
+  local p2 = preview("AAPL", "BUY", 10, { order_type = "LMT", limit_price = low })
+  local o2 = ok("place_order", { confirmation_token = p2.confirmation_token })
+  host.set_price("AAPL", low - 0.50)
+  host.advance(2)
+  local tr = ok("get_trades")
+  lu.assertEquals(tr.count, 1)
+  lu.assertEquals(tr.trades[1].order_id, o2.order_id)
+  lu.assertTrue(tr.trades[1].price <= low)
+end
+
+function TestFlow:test_halt_is_one_way()
+  local h = ok("halt_trading", { reason = "test says stop" })
+  lu.assertTrue(h.halted)
+  lu.assertEquals(h.reason, "test says stop")
+  local s = ok("get_status")
+  lu.assertTrue(s.halted)
+  lu.assertEquals(s.halt_reason, "test says stop")
+  local p = preview("AAPL", "BUY", 1)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "RISK_HALTED"))
+  lu.assertNil(p.confirmation_token)
+end
+
+function TestFlow:test_halt_between_preview_and_place_blocks_the_place()
+  local p = preview("AAPL", "BUY", 1)
+  ok("halt_trading", {})
+  local text = fails("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertStrContains(text, "halted")
+  lu.assertEquals(ok("get_trades").count, 0)
+end
+
+return lu.LuaUnit.run()
