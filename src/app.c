@@ -104,12 +104,15 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
 }
 
 void im_app_close(im_app *a) {
-    im_tools_free(a->tools);
-    a->tools = NULL;
-    im_session_free(a->session);
-    a->session = NULL;
+    /* The broker first: its close answers every pending operation with
+     * IM_ECANCELED while the session and the tools that asked are still
+     * alive to hear it. */
     if (a->broker)
         a->broker->ops->close(a->broker);
     a->broker = NULL;
     a->sim = NULL;
+    im_tools_free(a->tools);
+    a->tools = NULL;
+    im_session_free(a->session);
+    a->session = NULL;
 }

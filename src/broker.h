@@ -158,8 +158,10 @@ typedef struct im_broker_ops {
     int (*executions)(im_broker *b, im_execs_cb cb, void *ud);
     int (*place)(im_broker *b, const im_order *o, im_order_cb cb, void *ud);
     int (*cancel)(im_broker *b, const char *order_id, im_order_cb cb, void *ud);
-    /* Stops timers and closes handles; the loop must run once more for the
-     * close callbacks, after which im_broker memory is freed. */
+    /* Answers every operation still pending with IM_ECANCELED before it
+     * returns (no callback runs after that), then closes its handles; the
+     * loop must run once more for the close callbacks, after which the
+     * im_broker memory is freed. */
     void (*close)(im_broker *b);
 } im_broker_ops;
 

@@ -68,9 +68,21 @@ static const cJSON *demo_call(demo *d, const char *tool, const char *args_json) 
     return demo_request(d, "tools/call", params);
 }
 
+/* cJSON indents with tabs and puts a tab after each colon; print two
+ * spaces per level and one space after colons instead. Tabs inside string
+ * values are escaped by cJSON, so every raw tab is layout. */
 static void demo_print(const char *title, const cJSON *v) {
     char *s = cJSON_Print(v);
-    printf("=== %s ===\n%s\n\n", title, s ? s : "(nothing)");
+    printf("=== %s ===\n", title);
+    for (const char *p = s ? s : "(nothing)"; *p; p++) {
+        if (*p != '\t')
+            putchar(*p);
+        else if (p > s && p[-1] == ':')
+            putchar(' ');
+        else
+            fputs("  ", stdout);
+    }
+    printf("\n\n");
     cJSON_free(s);
 }
 

@@ -2,6 +2,7 @@
 #include "mcp.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +363,7 @@ void im_mcp_handle_line(im_mcp *m, const char *line, size_t len) {
     const cJSON *id, *method, *params, *jv;
     char *rid = NULL;
     const char *idtext;
+    int id_bad = 0;
 
     /* Blank lines between messages are harmless; skip them. */
     size_t i = 0;
@@ -392,10 +394,15 @@ void im_mcp_handle_line(im_mcp *m, const char *line, size_t len) {
     params = cJSON_GetObjectItemCaseSensitive(msg, "params");
     jv = cJSON_GetObjectItemCaseSensitive(msg, "jsonrpc");
 
-    if (id != NULL && (cJSON_IsString(id) || cJSON_IsNumber(id)))
+    /* JSON-RPC ids are strings or integers; anything else is answered as
+     * an invalid request (with id null: we cannot echo what we refuse). */
+    if (cJSON_IsNumber(id) &&
+        (!isfinite(id->valuedouble) || id->valuedouble != floor(id->valuedouble)))
+        id_bad = 1;
+    else if (id != NULL && (cJSON_IsString(id) || cJSON_IsNumber(id)))
         rid = raw_id(line, len);
     /* An escaped key or odd spacing: fall back to cJSON's rendering. */
-    if (rid == NULL && id != NULL && (cJSON_IsString(id) || cJSON_IsNumber(id))) {
+    if (rid == NULL && !id_bad && id != NULL && (cJSON_IsString(id) || cJSON_IsNumber(id))) {
         char *p = cJSON_PrintUnformatted(id);
         if (p) {
             rid = strdup(p);

@@ -174,7 +174,10 @@ static void risk_check_price(im_risk_result *r, const char *what, double px, int
     if (!isfinite(px)) {
         im_risk_reject(r, "RISK_INVALID_INPUT", "%s %g is not a finite number.", what, px);
     } else if (required) {
-        if (px <= 0)
+        if (px == 0)
+            im_risk_reject(r, "RISK_INVALID_INPUT", "%s is required for a %s order (set %s).",
+                           what, type_name, what[0] == 'L' ? "limit_price" : "stop_price");
+        else if (px < 0)
             im_risk_reject(r, "RISK_INVALID_INPUT",
                            "%s %g must be greater than 0 for a %s order.", what, px, type_name);
         else if (px > RISK_MAX_PRICE)

@@ -146,10 +146,13 @@ static void script_hook(lua_State *L, lua_Debug *ar) {
         return;
     lua_sethook(L, script_hook, LUA_MASKCOUNT, 1);
     luaL_where(L, 0); /* level 0 is the running Lua function */
-    if (s->tripped == TRIP_INSTRUCTIONS)
+    if (s->tripped == TRIP_INSTRUCTIONS) {
         lua_pushfstring(L, "instruction budget of %I exceeded", (lua_Integer)s->budget);
-    else
-        lua_pushfstring(L, "deadline of %f ms exceeded", (lua_Number)s->deadline_ms);
+    } else {
+        char ms[32];
+        snprintf(ms, sizeof ms, "%g", s->deadline_ms); /* "30", not Lua's "30.0" */
+        lua_pushfstring(L, "deadline of %s ms exceeded", ms);
+    }
     lua_concat(L, 2);
     lua_error(L);
 }

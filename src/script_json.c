@@ -127,7 +127,9 @@ struct conv {
     int maxdepth;
     char *err;
     size_t errlen;
-    char path[512]; /* "$.positions[2].qty"; indices are Lua (1-based) */
+    /* "$.positions[2].qty"; indices are Lua (1-based) indices. 64 levels
+     * of 64-byte keys fit; deeper paths keep their head. */
+    char path[4608];
     size_t plen;
 };
 
@@ -175,20 +177,26 @@ static size_t path_key(struct conv *c, int idx) {
     }
 }
 
-/* Writes "<path> <sentence>" into err and returns code. */
+/* Writes "<path> <sentence>" into err and returns code. When both do not
+ * fit, the path loses its head ("...[3].qty is ..."): the sentence and the
+ * innermost keys say the most. */
 static int fail(struct conv *c, int code, const char *fmt, ...) IM_PRINTF(3, 4);
 static int fail(struct conv *c, int code, const char *fmt, ...) {
+    char sentence[256];
+    size_t slen, room;
     va_list ap;
-    int n;
 
     if (c->err == NULL || c->errlen == 0)
         return code;
-    n = snprintf(c->err, c->errlen, "%s ", c->path);
-    if (n < 0 || (size_t)n >= c->errlen)
-        return code;
     va_start(ap, fmt);
-    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    vsnprintf(sentence, sizeof sentence, fmt, ap);
     va_end(ap);
+    slen = strlen(sentence);
+    room = c->errlen > slen + 2 ? c->errlen - slen - 2 : 0; /* bytes left for the path */
+    if (c->plen <= room || room <= 3)
+        snprintf(c->err, c->errlen, "%s %s", c->path, sentence);
+    else
+        snprintf(c->err, c->errlen, "...%s %s", c->path + c->plen - (room - 3), sentence);
     return code;
 }
 

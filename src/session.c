@@ -39,9 +39,18 @@ struct im_session {
     /* Orders sent but not yet acknowledged by the broker. */
     im_order inflight[SESSION_MAX_INFLIGHT];
     int inflight_used[SESSION_MAX_INFLIGHT];
+    struct sess_req *active_places;   /* place requests in progress */
 };
 
 enum { REQ_PREVIEW = 1, REQ_PLACE };
+
+/* A place_order call that presented a token whose own placement is still
+ * in flight: it is answered, naming the order, when that one completes. */
+typedef struct place_waiter {
+    im_place_cb cb;
+    void *ud;
+    struct place_waiter *next;
+} place_waiter;
 
 typedef struct sess_req {
     im_session *s;
@@ -56,6 +65,8 @@ typedef struct sess_req {
     im_preview_cb preview_cb;
     im_place_cb place_cb;
     void *ud;
+    place_waiter *waiters;   /* place: replays waiting for this outcome */
+    struct sess_req *next_active;
 } sess_req;
 
 /* ---- small state ---- */
@@ -268,18 +279,55 @@ static void place_result_init(im_place_result *res, int status) {
     res->status = status;
 }
 
+/* Answers the place request r with res, then every replay of its token
+ * that arrived meanwhile (naming the order, or saying nothing was sent),
+ * and frees r. */
+static void place_finish(sess_req *r, const im_place_result *res) {
+    im_session *s = r->s;
+    place_waiter *w = r->waiters;
+    im_place_result used;
+
+    for (sess_req **pp = &s->active_places; *pp; pp = &(*pp)->next_active) {
+        if (*pp == r) {
+            *pp = r->next_active;
+            break;
+        }
+    }
+    r->place_cb(r->ud, res);
+    place_result_init(&used, IM_ETOKEN_USED);
+    if (res->status == 0 && res->have_order) {
+        used.order = res->order;
+        used.have_order = 1;
+        snprintf(used.message, sizeof used.message,
+                 "Unknown or already-used confirmation token. Call preview_order first. "
+                 "This token already placed order %s (status %s); nothing new was sent.",
+                 res->order.order_id, im_order_status_str(res->order.status));
+    } else {
+        snprintf(used.message, sizeof used.message,
+                 "Unknown or already-used confirmation token. Call preview_order first. "
+                 "This token was already redeemed and its order was not placed; nothing was sent.");
+    }
+    while (w != NULL) {
+        place_waiter *next = w->next;
+        w->cb(w->ud, &used);
+        free(w);
+        w = next;
+    }
+    free(r);
+}
+
 static void req_fail(sess_req *r, int status, const char *msg) {
     if (r->kind == REQ_PREVIEW) {
         r->preview_cb(r->ud, status, msg, NULL);
+        free(r);
     } else {
         im_place_result res;
         place_result_init(&res, status);
         snprintf(res.message, sizeof res.message,
                  "Order not placed: %s. The confirmation token is spent; call preview_order again.",
                  msg ? msg : im_strerror(status));
-        r->place_cb(r->ud, &res);
+        place_finish(r, &res);
     }
-    free(r);
 }
 
 static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
@@ -383,8 +431,7 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
         im_info("order %s %s %.0f %s %s: %s", o->order_id, im_side_str(o->order.side),
                 o->order.quantity, o->order.symbol, im_order_status_str(o->status), res.message);
     }
-    r->place_cb(r->ud, &res);
-    free(r);
+    place_finish(r, &res);
 }
 
 static void place_decide(sess_req *r) {
@@ -405,8 +452,7 @@ static void place_decide(sess_req *r) {
             snprintf(res.message + off, sizeof res.message - off,
                      " The confirmation token is spent; call preview_order again.");
         im_info("place rejected at re-validation: %s", res.message);
-        r->place_cb(r->ud, &res);
-        free(r);
+        place_finish(r, &res);
         return;
     }
     /* Count the order and mark it in flight before it leaves, with no
@@ -486,6 +532,22 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
         cb(ud, &res);
         return 0;
     }
+    if (rc == IM_ETOKEN_USED && e->order_id[0] == '\0') {
+        /* Its own placement is still in flight: answer when it completes,
+         * so this caller too learns which order the token placed. */
+        for (sess_req *a = s->active_places; a != NULL; a = a->next_active) {
+            if (a->entry == e) {
+                place_waiter *w = calloc(1, sizeof *w);
+                if (w == NULL)
+                    break;
+                w->cb = cb;
+                w->ud = ud;
+                w->next = a->waiters;
+                a->waiters = w;
+                return 0;
+            }
+        }
+    }
     if (rc == IM_ETOKEN_USED) {
         const im_order_info *o = e->order_id[0] ? session_find_order(s, e->order_id) : NULL;
         place_result_init(&res, rc);
@@ -521,6 +583,8 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
     r->entry = e;
     r->place_cb = cb;
     r->ud = ud;
+    r->next_active = s->active_places;
+    s->active_places = r;
     rc = req_start(r);
     if (rc != 0)
         req_fail(r, rc, "the broker could not be asked for a quote");

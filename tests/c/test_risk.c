@@ -254,7 +254,7 @@ TEST(risk_sanity_limit_price) {
     /* Missing limit on a LMT order. */
     setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 0, 0);
     expect_invalid();
-    ASSERT_STR_EQ(res.reasons[0].text, "Limit price 0 must be greater than 0 for a LMT order.");
+    ASSERT_STR_EQ(res.reasons[0].text, "Limit price is required for a LMT order (set limit_price).");
     /* The bound itself is a valid price. */
     setup("AAPL", IM_SIDE_SELL, 1, IM_OT_LMT, 1e7, 0);
     lim.max_order_notional = 1e8;
@@ -299,7 +299,7 @@ TEST(risk_sanity_stop_price) {
     }
     setup("AAPL", IM_SIDE_BUY, 10, IM_OT_STP, 0, 0);
     expect_invalid();
-    ASSERT_STR_EQ(res.reasons[0].text, "Stop price 0 must be greater than 0 for a STP order.");
+    ASSERT_STR_EQ(res.reasons[0].text, "Stop price is required for a STP order (set stop_price).");
 }
 
 TEST(risk_sanity_symbol) {

@@ -1,0 +1,529 @@
+/* test_script_json.c: cJSON <-> Lua conversion (script_json.c): round
+ * trips, depth limits, rejected values with their paths, empty tables and
+ * schema hints, array detection, integers and floats, strings (NULs,
+ * UTF-8), null, raw reads and stack balance. Values come from sandboxed
+ * states (script.h), the way the tools module will produce them. */
+#include <lauxlib.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "error.h"
+#include "script.h"
+#include "script_json.h"
+#include "test.h"
+
+static im_script *new_state(void) {
+    im_script_opts o;
+    im_script *s = NULL;
+
+    memset(&o, 0, sizeof o);
+    o.name = "json";
+    o.mem_limit = (size_t)8 << 20;
+    o.instr_budget = 1000000;
+    ASSERT_EQ(im_script_new(&o, &s), 0);
+    return s;
+}
+
+/* Runs src (a chunk returning one value) and leaves the value on top. */
+static void eval(im_script *s, const char *src) {
+    char err[512];
+    im_script_status st = im_script_load(s, "=json", src, strlen(src), err, sizeof err);
+
+    if (st != IM_SCRIPT_OK)
+        im_test_fail(__FILE__, __LINE__, "%s: %s", src, err);
+}
+
+/* Converts the top value; on success returns the unformatted text (free
+ * with cJSON_free) and NULL otherwise, with *rc and err set. The stack
+ * must be unchanged either way. */
+static char *to_json(lua_State *L, const char *schema_text, int maxdepth, int *rc, char *err,
+                     size_t errlen) {
+    cJSON *schema = NULL, *out = NULL;
+    char *text = NULL;
+    int top = lua_gettop(L);
+
+    if (schema_text != NULL) {
+        schema = cJSON_Parse(schema_text);
+        ASSERT(schema != NULL);
+    }
+    *rc = im_sjson_from_lua(L, -1, schema, maxdepth, &out, err, errlen);
+    ASSERT_EQ(lua_gettop(L), top);
+    if (*rc == 0) {
+        ASSERT(out != NULL);
+        text = cJSON_PrintUnformatted(out);
+        ASSERT(text != NULL);
+    } else {
+        ASSERT(out == NULL);
+    }
+    cJSON_Delete(out);
+    cJSON_Delete(schema);
+    return text;
+}
+
+/* Asserts that Lua src converts to exactly want (with an optional schema). */
+static void expect_json(im_script *s, const char *src, const char *schema, const char *want) {
+    lua_State *L = im_script_state(s);
+    char err[512];
+    int rc;
+    char *text;
+
+    eval(s, src);
+    text = to_json(L, schema, 0, &rc, err, sizeof err);
+    if (rc != 0)
+        im_test_fail(__FILE__, __LINE__, "%s: rc %d: %s", src, rc, err);
+    if (strcmp(text, want) != 0)
+        im_test_fail(__FILE__, __LINE__, "%s: got %s, want %s", src, text, want);
+    cJSON_free(text);
+    lua_settop(L, 0);
+}
+
+/* Asserts that Lua src fails with code and a message containing msg. */
+static void expect_error(im_script *s, const char *src, int code, const char *msg) {
+    lua_State *L = im_script_state(s);
+    char err[512];
+    int rc;
+    char *text;
+
+    eval(s, src);
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    if (rc != code)
+        im_test_fail(__FILE__, __LINE__, "%s: rc %d (%s), want %d", src, rc,
+                     text != NULL ? text : err, code);
+    if (strstr(err, msg) == NULL)
+        im_test_fail(__FILE__, __LINE__, "%s: message \"%s\" lacks \"%s\"", src, err, msg);
+    lua_settop(L, 0);
+}
+
+/* JSON text -> Lua -> JSON text must give back the same text (the inputs
+ * are written with sorted keys and cJSON's number formatting). */
+static void expect_round_trip(im_script *s, const char *json) {
+    lua_State *L = im_script_state(s);
+    cJSON *in = cJSON_Parse(json);
+    char err[512];
+    int rc;
+    char *text;
+
+    ASSERT(in != NULL);
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    ASSERT_EQ(lua_gettop(L), 1);
+    cJSON_Delete(in);
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    if (rc != 0)
+        im_test_fail(__FILE__, __LINE__, "%s: rc %d: %s", json, rc, err);
+    if (strcmp(text, json) != 0)
+        im_test_fail(__FILE__, __LINE__, "round trip of %s gave %s", json, text);
+    cJSON_free(text);
+    lua_settop(L, 0);
+}
+
+TEST(sjson_round_trips) {
+    im_script *s = new_state();
+
+    expect_round_trip(s, "{\"a\":1,\"b\":[1,2,3],\"c\":{\"d\":\"x\",\"e\":[true,false]},"
+                         "\"f\":3.5,\"g\":-7,\"h\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}");
+    im_script_free(s);
+}
+
+TEST(sjson_round_trip_shapes) {
+    im_script *s = new_state();
+
+    expect_round_trip(s, "1");
+    expect_round_trip(s, "-2.25");
+    expect_round_trip(s, "true");
+    expect_round_trip(s, "\"text\"");
+    expect_round_trip(s, "null");
+    expect_round_trip(s, "[[1,[2,[3]]],{\"k\":[{\"z\":0}]}]");
+    expect_round_trip(s, "{\"positions\":[{\"qty\":100,\"symbol\":\"AAPL\"},"
+                         "{\"qty\":-5,\"symbol\":\"MSFT\"}]}");
+    im_script_free(s);
+}
+
+/* What an empty JSON array or object becomes without a hint: both are
+ * empty tables, so both come back as {}; with a hint, []. */
+TEST(sjson_empty_containers) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *in = cJSON_Parse("[]");
+    char err[256];
+    int rc;
+    char *text;
+
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    cJSON_Delete(in);
+    ASSERT_EQ(lua_type(L, -1), LUA_TTABLE);
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_STR_EQ(text, "{}");
+    cJSON_free(text);
+    text = to_json(L, "{\"type\":\"array\"}", 0, &rc, err, sizeof err);
+    ASSERT_STR_EQ(text, "[]");
+    cJSON_free(text);
+    text = to_json(L, "{\"type\":[\"array\",\"null\"]}", 0, &rc, err, sizeof err);
+    ASSERT_STR_EQ(text, "[]");
+    cJSON_free(text);
+    text = to_json(L, "{\"type\":\"object\"}", 0, &rc, err, sizeof err);
+    ASSERT_STR_EQ(text, "{}");
+    cJSON_free(text);
+    lua_settop(L, 0);
+
+    expect_json(s, "return {}", NULL, "{}");
+    expect_json(s, "return {}", "{\"type\":\"array\"}", "[]");
+    /* Hints only shape empty tables. */
+    expect_json(s, "return {a = 1}", "{\"type\":\"array\"}", "{\"a\":1}");
+    expect_json(s, "return {1, 2}", "{\"type\":\"object\"}", "[1,2]");
+    im_script_free(s);
+}
+
+TEST(sjson_nested_schema_hints) {
+    const char *schema =
+        "{\"type\":\"object\",\"properties\":{"
+        "\"list\":{\"type\":\"array\"},"
+        "\"obj\":{\"type\":\"object\"},"
+        "\"rows\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+        "\"tags\":{\"type\":\"array\"}}}},"
+        "\"tuple\":{\"type\":\"array\",\"items\":[{\"type\":\"object\"},{\"type\":\"array\"}]},"
+        "\"map\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\"}}"
+        "}}";
+    im_script *s = new_state();
+
+    expect_json(s,
+                "return {list = {}, obj = {}, other = {}, rows = {{tags = {}}, {tags = {}, n = 1}}, "
+                "tuple = {{}, {}}, map = {x = {}, y = {1}}}",
+                schema,
+                "{\"list\":[],\"map\":{\"x\":[],\"y\":[1]},\"obj\":{},\"other\":{},"
+                "\"rows\":[{\"tags\":[]},{\"n\":1,\"tags\":[]}],\"tuple\":[{},[]]}");
+    /* A schema that is not an object is ignored. */
+    expect_json(s, "return {a = {}}", "[1, 2]", "{\"a\":{}}");
+    im_script_free(s);
+}
+
+TEST(sjson_array_detection) {
+    im_script *s = new_state();
+
+    expect_json(s, "return {1, 2, 3}", NULL, "[1,2,3]");
+    expect_json(s, "return {[1] = 'a', [2] = 'b'}", NULL, "[\"a\",\"b\"]");
+    expect_json(s, "return {[2] = 'b', [1] = 'a', [3] = 'c'}", NULL, "[\"a\",\"b\",\"c\"]");
+    expect_json(s, "return {[1.0] = 'one'}", NULL, "[\"one\"]"); /* 1.0 is normalized to 1 */
+    expect_json(s, "return {b = 1, a = 2, c = 3}", NULL, "{\"a\":2,\"b\":1,\"c\":3}");
+    /* Sparse and mixed tables are neither: the error names the key. */
+    expect_error(s, "return {a = {[1] = 1, [3] = 3}}", IM_EINVAL,
+                 "$.a[3] is a key that is neither a string nor part of a 1..n sequence");
+    expect_error(s, "return {[2] = 'x'}", IM_EINVAL, "$[2] is a key");
+    expect_error(s, "return {1, 2, nil, 4}", IM_EINVAL, "$[4] is a key");
+    expect_error(s, "return {list = {1, 2, x = 3}}", IM_EINVAL, "$.list[");
+    expect_error(s, "return {[0] = 'zero'}", IM_EINVAL, "$[0] is a key");
+    expect_error(s, "return {[-1] = 'neg'}", IM_EINVAL, "$[-1] is a key");
+    expect_error(s, "return {[1.5] = 'x'}", IM_EINVAL, "$[1.5] is a key");
+    expect_error(s, "return {[true] = 'x'}", IM_EINVAL, "$[true] is a key");
+    expect_error(s, "return {[{}] = 'x'}", IM_EINVAL, "$[<table>] is a key");
+    im_script_free(s);
+}
+
+TEST(sjson_numbers) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *in = cJSON_Parse("[3, 3.5, -0, 1e300, 9007199254740993, -12, 2.0]");
+    cJSON *out = NULL;
+    char err[256];
+
+    /* JSON -> Lua: integral values become integers. */
+    ASSERT(in != NULL);
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    cJSON_Delete(in);
+    ASSERT_EQ(lua_rawlen(L, 1), 7);
+    lua_rawgeti(L, 1, 1);
+    ASSERT(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 3);
+    lua_rawgeti(L, 1, 2);
+    ASSERT(!lua_isinteger(L, -1) && lua_tonumber(L, -1) == 3.5);
+    lua_rawgeti(L, 1, 3);
+    ASSERT(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 0);
+    lua_rawgeti(L, 1, 4);
+    ASSERT(!lua_isinteger(L, -1) && lua_tonumber(L, -1) == 1e300);
+    lua_rawgeti(L, 1, 5);
+    ASSERT(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 9007199254740992LL);
+    lua_rawgeti(L, 1, 6);
+    ASSERT(lua_isinteger(L, -1) && lua_tointeger(L, -1) == -12);
+    lua_rawgeti(L, 1, 7);
+    ASSERT(lua_isinteger(L, -1) && lua_tointeger(L, -1) == 2);
+    lua_settop(L, 0);
+
+    /* Lua -> JSON: 3 stays 3, 3.5 stays 3.5, a float 3.0 prints as 3. */
+    expect_json(s, "return {3, 3.5, 3.0, -0.25, 1e300, 1 << 40, -(1 << 40)}", NULL,
+                "[3,3.5,3,-0.25,1e+300,1099511627776,-1099511627776]");
+    /* 2^53 is the largest integer accepted; the tree holds it exactly
+     * (cJSON's printer, which compares doubles approximately, may not). */
+    eval(s, "return {1 << 53, -(1 << 53)}");
+    ASSERT_EQ(im_sjson_from_lua(L, -1, NULL, 0, &out, err, sizeof err), 0);
+    ASSERT(cJSON_GetArrayItem(out, 0)->valuedouble == 9007199254740992.0);
+    ASSERT(cJSON_GetArrayItem(out, 1)->valuedouble == -9007199254740992.0);
+    cJSON_Delete(out);
+    lua_settop(L, 0);
+    expect_error(s, "return {n = (1 << 53) + 1}", IM_ERANGE, "$.n is an integer beyond 2^53");
+    expect_error(s, "return math.maxinteger", IM_ERANGE, "$ is an integer");
+    expect_error(s, "return {x = 0/0}", IM_EINVAL, "$.x is not a finite number");
+    expect_error(s, "return math.huge", IM_EINVAL, "$ is not a finite number");
+    expect_error(s, "return {1, -math.huge}", IM_EINVAL, "$[2] is not a finite number");
+    im_script_free(s);
+}
+
+static int host_fn(lua_State *L) {
+    IM_UNUSED(L);
+    return 0;
+}
+
+TEST(sjson_unrepresentable_values) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    char err[256];
+    int rc;
+    char *text;
+
+    expect_error(s, "return {a = {b = print}}", IM_EINVAL,
+                 "$.a.b is a function, which JSON cannot represent");
+    expect_error(s, "return {list = {1, 2, function() end}}", IM_EINVAL,
+                 "$.list[3] is a function");
+
+    lua_createtable(L, 0, 3);
+    lua_newuserdatauv(L, 8, 0);
+    lua_setfield(L, -2, "u");
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_EQ(rc, IM_EINVAL);
+    ASSERT_CONTAINS(err, "$.u is a userdata");
+    ASSERT(text == NULL);
+    lua_settop(L, 0);
+
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, &rc);
+    lua_setfield(L, -2, "p");
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_EQ(rc, IM_EINVAL);
+    ASSERT_CONTAINS(err, "$.p is a userdata");
+    lua_settop(L, 0);
+
+    lua_createtable(L, 1, 0);
+    lua_newthread(L);
+    lua_rawseti(L, -2, 1);
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_EQ(rc, IM_EINVAL);
+    ASSERT_CONTAINS(err, "$[1] is a thread");
+    lua_settop(L, 0);
+
+    lua_pushcfunction(L, host_fn);
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_EQ(rc, IM_EINVAL);
+    ASSERT_CONTAINS(err, "$ is a function");
+    lua_settop(L, 0);
+    im_script_free(s);
+}
+
+TEST(sjson_strings) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *in;
+
+    expect_json(s, "return 'h\\u{e9}llo \\u{2603} \\u{1F600}'", NULL,
+                "\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"");
+    expect_json(s, "return 'quote \" backslash \\\\ newline \\n tab \\t'", NULL,
+                "\"quote \\\" backslash \\\\ newline \\n tab \\t\"");
+    expect_json(s, "return ''", NULL, "\"\"");
+    expect_error(s, "return {s = 'a\\0b'}", IM_EINVAL, "$.s is a string containing a NUL byte");
+    expect_error(s, "return {['a\\0b'] = 1}", IM_EINVAL, "is a key containing a NUL byte");
+    expect_error(s, "return {s = '\\xff'}", IM_EINVAL, "$.s is a string that is not valid UTF-8");
+    expect_error(s, "return '\\xc0\\x80'", IM_EINVAL, "not valid UTF-8");         /* overlong */
+    expect_error(s, "return '\\xed\\xa0\\x80'", IM_EINVAL, "not valid UTF-8");     /* surrogate */
+    expect_error(s, "return '\\xf4\\x90\\x80\\x80'", IM_EINVAL, "not valid UTF-8"); /* > U+10FFFF */
+    expect_error(s, "return 'abc\\xe2\\x98'", IM_EINVAL, "not valid UTF-8");       /* truncated */
+    expect_error(s, "return {['\\xff'] = 1}", IM_EINVAL, "is a key that is not valid UTF-8");
+
+    /* JSON escapes arrive in Lua as UTF-8 bytes. */
+    in = cJSON_Parse("\"caf\\u00e9 \\ud83d\\ude00\"");
+    ASSERT(in != NULL);
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    cJSON_Delete(in);
+    ASSERT_STR_EQ(lua_tostring(L, -1), "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    lua_settop(L, 0);
+    im_script_free(s);
+}
+
+TEST(sjson_null_and_booleans) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *in = cJSON_Parse("{\"a\":null,\"b\":1,\"arr\":[1,null,3],\"t\":true,\"f\":false}");
+
+    ASSERT(in != NULL);
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    cJSON_Delete(in);
+    ASSERT_EQ(lua_getfield(L, 1, "a"), LUA_TNIL);
+    ASSERT_EQ(lua_getfield(L, 1, "b"), LUA_TNUMBER);
+    ASSERT_EQ(lua_getfield(L, 1, "t"), LUA_TBOOLEAN);
+    ASSERT(lua_toboolean(L, -1));
+    ASSERT_EQ(lua_getfield(L, 1, "f"), LUA_TBOOLEAN);
+    ASSERT(!lua_toboolean(L, -1));
+    ASSERT_EQ(lua_getfield(L, 1, "arr"), LUA_TTABLE);
+    ASSERT_EQ(lua_rawgeti(L, -1, 1), LUA_TNUMBER);
+    ASSERT_EQ(lua_rawgeti(L, -2, 2), LUA_TNIL); /* the documented hole */
+    ASSERT_EQ(lua_rawgeti(L, -3, 3), LUA_TNUMBER);
+    lua_settop(L, 0);
+
+    in = cJSON_Parse("null");
+    ASSERT_EQ(im_sjson_push(L, in, 0), 0);
+    cJSON_Delete(in);
+    ASSERT_EQ(lua_gettop(L), 1);
+    ASSERT(lua_isnil(L, 1));
+    lua_settop(L, 0);
+
+    expect_json(s, "return nil", NULL, "null");
+    expect_json(s, "return {ok = true, no = false}", NULL, "{\"no\":false,\"ok\":true}");
+    im_script_free(s);
+}
+
+/* Builds a JSON text of depth nested arrays around 1. */
+static cJSON *nested_json(int depth) {
+    char *text = malloc((size_t)depth * 2 + 2);
+    cJSON *v;
+    int i;
+
+    ASSERT(text != NULL);
+    for (i = 0; i < depth; i++)
+        text[i] = '[';
+    text[i++] = '1';
+    for (int j = 0; j < depth; j++)
+        text[i++] = ']';
+    text[i] = '\0';
+    v = cJSON_Parse(text);
+    free(text);
+    ASSERT(v != NULL);
+    return v;
+}
+
+TEST(sjson_push_depth_limit) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *ten = nested_json(10), *deep = nested_json(IM_SJSON_MAX_DEPTH + 1);
+    cJSON *at_max = nested_json(IM_SJSON_MAX_DEPTH);
+    cJSON *obj = cJSON_Parse("{\"a\":{\"b\":{\"c\":1}}}");
+
+    ASSERT_EQ(im_sjson_push(L, ten, 10), 0);
+    ASSERT_EQ(lua_gettop(L), 1);
+    lua_settop(L, 0);
+    ASSERT_EQ(im_sjson_push(L, ten, 9), IM_ERANGE);
+    ASSERT_EQ(lua_gettop(L), 0); /* nothing pushed on failure */
+    ASSERT_EQ(im_sjson_push(L, ten, 5), IM_ERANGE);
+    ASSERT_EQ(lua_gettop(L), 0);
+    ASSERT_EQ(im_sjson_push(L, obj, 3), 0);
+    lua_settop(L, 0);
+    ASSERT_EQ(im_sjson_push(L, obj, 2), IM_ERANGE);
+    ASSERT_EQ(lua_gettop(L), 0);
+    /* maxdepth <= 0 means IM_SJSON_MAX_DEPTH. */
+    ASSERT_EQ(im_sjson_push(L, at_max, 0), 0);
+    lua_settop(L, 0);
+    ASSERT_EQ(im_sjson_push(L, deep, 0), IM_ERANGE);
+    ASSERT_EQ(lua_gettop(L), 0);
+    ASSERT_EQ(im_sjson_push(L, NULL, 0), IM_EINVAL);
+    cJSON_Delete(ten);
+    cJSON_Delete(deep);
+    cJSON_Delete(at_max);
+    cJSON_Delete(obj);
+    im_script_free(s);
+}
+
+TEST(sjson_from_lua_depth_limit) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    char err[256];
+    int rc;
+    char *text;
+
+    eval(s, "local t = 1 for i = 1, 10 do t = {t} end return t");
+    text = to_json(L, NULL, 10, &rc, err, sizeof err);
+    ASSERT_EQ(rc, 0);
+    ASSERT_STR_EQ(text, "[[[[[[[[[[1]]]]]]]]]]");
+    cJSON_free(text);
+    text = to_json(L, NULL, 9, &rc, err, sizeof err);
+    ASSERT_EQ(rc, IM_ERANGE);
+    ASSERT_STR_EQ(err, "$[1][1][1][1][1][1][1][1][1] nests deeper than 9 levels");
+    lua_settop(L, 0);
+
+    expect_error(s, "local t = {} t.self = t return t", IM_ERANGE,
+                 "$.self.self.self");
+    expect_error(s, "local t = {} for i = 1, 100 do t = {k = t} end return t", IM_ERANGE,
+                 "nests deeper than 64 levels");
+    im_script_free(s);
+}
+
+/* Reads are raw: metamethods never run, so a script's __index, __pairs,
+ * __len or __tostring can neither hang nor fool the conversion; proxies
+ * (read-only library tables) are empty raw tables. */
+TEST(sjson_reads_are_raw) {
+    im_script *s = new_state();
+
+    expect_json(s,
+                "return setmetatable({a = 1}, {__index = function() while true do end end, "
+                "__pairs = function() error('pairs') end, __len = function() return 5 end, "
+                "__tostring = function() error('tostring') end})",
+                NULL, "{\"a\":1}");
+    expect_json(s, "return setmetatable({}, {__index = {1, 2, 3}})", NULL, "{}");
+    expect_json(s, "return string", NULL, "{}");
+    expect_json(s, "return {lib = math}", NULL, "{\"lib\":{}}");
+    im_script_free(s);
+}
+
+TEST(sjson_contracts) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    cJSON *out = (cJSON *)1, *raw = cJSON_CreateRaw("1");
+    char err[64];
+
+    lua_pushinteger(L, 5);
+    ASSERT_EQ(im_sjson_from_lua(L, 1, NULL, 0, NULL, err, sizeof err), IM_EINVAL);
+    ASSERT_EQ(im_sjson_from_lua(L, 1, NULL, 0, &out, NULL, 0), 0);
+    ASSERT(cJSON_IsNumber(out) && out->valuedouble == 5);
+    cJSON_Delete(out);
+    /* A tiny err buffer truncates the sentence but keeps the code. */
+    lua_pushnumber(L, NAN);
+    ASSERT_EQ(im_sjson_from_lua(L, -1, NULL, 0, &out, err, 4), IM_EINVAL);
+    ASSERT_STR_EQ(err, "$ i");
+    ASSERT(out == NULL);
+    ASSERT_EQ(lua_gettop(L), 2);
+    lua_settop(L, 0);
+    /* cJSON_Raw has no Lua form. */
+    ASSERT_EQ(im_sjson_push(L, raw, 0), IM_EINVAL);
+    ASSERT_EQ(lua_gettop(L), 0);
+    cJSON_Delete(raw);
+    im_script_free(s);
+}
+
+TEST(sjson_long_paths_and_keys) {
+    im_script *s = new_state();
+    char want[128];
+
+    /* Keys are shown up to 64 bytes. */
+    memcpy(want, "$.", 2);
+    memset(want + 2, 'k', 64);
+    strcpy(want + 66, "... is a function");
+    expect_error(s, "return {[('k'):rep(100)] = print}", IM_EINVAL, want);
+    /* A path longer than the message keeps its tail and the sentence. */
+    expect_error(s, "local t = print for i = 1, 60 do t = {[('k'):rep(20) .. i] = t} end "
+                    "return t", IM_EINVAL, "k1 is a function");
+    im_script_free(s);
+}
+
+TEST(sjson_large_values) {
+    im_script *s = new_state();
+    lua_State *L = im_script_state(s);
+    char err[256];
+    int rc;
+    char *text;
+    cJSON *back;
+
+    eval(s, "local t = {} for i = 1, 5000 do t[i] = {id = i, name = 'n' .. i} end return t");
+    text = to_json(L, NULL, 0, &rc, err, sizeof err);
+    ASSERT_EQ(rc, 0);
+    back = cJSON_Parse(text);
+    ASSERT(back != NULL);
+    ASSERT_EQ(cJSON_GetArraySize(back), 5000);
+    ASSERT_EQ(cJSON_GetObjectItem(cJSON_GetArrayItem(back, 4999), "id")->valuedouble, 5000);
+    cJSON_Delete(back);
+    cJSON_free(text);
+    lua_settop(L, 0);
+    im_script_free(s);
+}
