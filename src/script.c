@@ -182,6 +182,17 @@ static const char *key_name(lua_State *L, int idx) {
     return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : luaL_typename(L, idx);
 }
 
+/* Runs the original library function held in upvalue 1 in the guard's own
+ * frame, so that its argument errors name the function the script called
+ * and its other errors carry the script's file and line. Only for
+ * originals that use no upvalues of their own (the string and table
+ * functions; not math.randomseed). */
+static int call_original(lua_State *L) {
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    assert(orig != NULL);
+    return orig(L);
+}
+
 /* The message handler for every protected call (section 9): lua.c's,
  * without its __tostring call (a script's __tostring could loop while the
  * hook is disabled). It truncates long messages and appends a traceback. */
@@ -354,10 +365,7 @@ static int sb_str_rep(lua_State *L) {
             return luaL_error(L, "string.rep: result larger than the sandbox limit of %d bytes",
                               STR_REP_MAX);
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 enum { PAT_FIND, PAT_MATCH, PAT_GMATCH, PAT_GSUB };
@@ -447,10 +455,7 @@ static int sb_str_pattern(lua_State *L) {
                               "shorter subject)",
                               name, (lua_Integer)sl);
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 /* ---------------------------------------------------------------------
@@ -506,15 +511,13 @@ static int sb_table_guard(lua_State *L) {
     } else if (kind == TAB_SORT && (lua_Integer)lua_rawlen(L, 1) > TABLE_SORT_MAX) {
         return luaL_error(L, "table.sort: more than %I elements (sandbox limit)", TABLE_SORT_MAX);
     }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    return call_original(L);
 }
 
 /* math.randomseed() without arguments seeds from the time and addresses;
  * the sandbox requires a seed so that runs are reproducible (section 4.2,
- * Redis's deterministic math.random). */
+ * Redis's deterministic math.random). The original keeps its generator
+ * state in an upvalue, so it is called as a function, not in this frame. */
 static int sb_randomseed(lua_State *L) {
     if (lua_gettop(L) == 0)
         return luaL_error(L, "math.randomseed: the sandbox requires an explicit seed");
@@ -613,6 +616,7 @@ static void push_proxy(lua_State *L, int memo, int t, int depth) {
     lua_rawset(L, memo);         /* memo[proxy] = proxy */
     proxy_fields(L, memo, t, depth + 1);
     assert(lua_gettop(L) == top + 1);
+    IM_UNUSED(top);
 }
 
 /* Replaces every table value of the table at index t by its proxy
@@ -631,6 +635,7 @@ static void proxy_fields(lua_State *L, int memo, int t, int depth) {
         lua_pop(L, 1);                       /* [key] */
     }
     assert(lua_gettop(L) == top);
+    IM_UNUSED(top);
 }
 
 /* ---------------------------------------------------------------------
@@ -995,6 +1000,11 @@ im_script_status im_script_call(im_script *s, lua_State *L, int nargs, int nresu
 
     set_err(err, errlen, "", 0);
     assert(base >= 1);
+    if (lua_status(L) != LUA_OK) { /* a parked or dead coroutine cannot take a call */
+        lua_settop(L, base - 1);
+        set_errf(err, errlen, "%s: cannot call into a suspended or dead coroutine", s->name);
+        return IM_SCRIPT_RUNTIME;
+    }
     if (!lua_checkstack(L, 1)) {
         lua_settop(L, base - 1);
         set_errf(err, errlen, "%s: not enough memory (limit %zu bytes)", s->name, s->mem_limit);
@@ -1083,6 +1093,7 @@ im_script_status im_script_resume(im_script *s, lua_State *co, int nargs, int *n
                                   size_t errlen) {
     struct run_frame fr;
     im_script_status st;
+    lua_Debug ar;
     int status, n = 0, dummy;
 
     if (nres == NULL)
@@ -1095,6 +1106,12 @@ im_script_status im_script_resume(im_script *s, lua_State *co, int nargs, int *n
     }
     switch (lua_status(co)) {
     case LUA_OK: /* a fresh start: [fn, args...] */
+        if (lua_getstack(co, 0, &ar)) {
+            /* It is running (a host function resuming its own thread, or
+             * one further down): leave it strictly alone. */
+            set_errf(err, errlen, "%s: cannot resume non-suspended coroutine", s->name);
+            return IM_SCRIPT_RUNTIME;
+        }
         if (lua_gettop(co) < nargs + 1 || lua_type(co, -(nargs + 1)) != LUA_TFUNCTION) {
             lua_settop(co, 0);
             set_errf(err, errlen, "%s: cannot resume dead coroutine", s->name);
@@ -1112,9 +1129,11 @@ im_script_status im_script_resume(im_script *s, lua_State *co, int nargs, int *n
         break;
     case LUA_YIELD:
         break;
-    default:
+    default: /* died outside this function: reset it, budgeted (__close may run) */
+        run_enter(s, co, &fr);
         lua_resetthread(co);
         lua_settop(co, 0);
+        run_leave(s, &fr);
         set_errf(err, errlen, "%s: cannot resume dead coroutine", s->name);
         return IM_SCRIPT_RUNTIME;
     }

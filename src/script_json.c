@@ -440,6 +440,7 @@ static int conv_table(struct conv *c, int idx, const cJSON *schema, int depth, c
         }
     }
     assert(lua_gettop(L) == top);
+    IM_UNUSED(top);
     if (count == 0) {
         *out = schema_wants_array(schema) ? cJSON_CreateArray() : cJSON_CreateObject();
         return *out != NULL ? 0 : fail(c, IM_ENOMEM, "could not be converted (out of memory)");

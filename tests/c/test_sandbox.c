@@ -73,6 +73,18 @@ static int host_call(lua_State *L) {
     return 1;
 }
 
+/* ibkr.resume_self(): a host function that (wrongly) resumes the thread
+ * it runs on; returns the status name. */
+static int host_resume_self(lua_State *L) {
+    char err[128];
+    int nres;
+    im_script_status st = im_script_resume(im_script_of(L), L, 0, &nres, err, sizeof err);
+
+    lua_pushstring(L, im_script_status_name(st));
+    lua_pushstring(L, err);
+    return 2;
+}
+
 static int ctx_now(lua_State *L) {
     struct host *h = lua_touserdata(L, lua_upvalueindex(1));
     luaL_checkudata(L, 1, "test.ctx");
@@ -87,7 +99,7 @@ static int ctx_newindex(lua_State *L) {
 static void install_host(lua_State *L, void *ud) {
     int top = lua_gettop(L);                          /* [base] */
 
-    lua_createtable(L, 0, 4);                         /* [base, ibkr] */
+    lua_createtable(L, 0, 5);                         /* [base, ibkr] */
     lua_pushlightuserdata(L, ud);
     lua_pushcclosure(L, host_now, 1);
     lua_setfield(L, -2, "now");
@@ -97,6 +109,8 @@ static void install_host(lua_State *L, void *ud) {
     lua_setfield(L, -2, "wait");
     lua_pushcfunction(L, host_call);
     lua_setfield(L, -2, "call");
+    lua_pushcfunction(L, host_resume_self);
+    lua_setfield(L, -2, "resume_self");
     lua_setfield(L, -2, "ibkr");                      /* [base] */
 
     lua_newuserdatauv(L, 1, 0);                       /* [base, ctx] */
@@ -154,8 +168,6 @@ struct sbx_case {
 #define FAILS_LIM(n, s, w, m, b, mb) \
     {.name = (n), .src = (s), .want = (w), .msg = (m), .budget = (b), .mem = (mb)}
 #define WORKS(n, s) {.name = (n), .src = (s), .want = IM_SCRIPT_OK, .returns_true = 1}
-#define WORKS_LIM(n, s, b, mb) \
-    {.name = (n), .src = (s), .want = IM_SCRIPT_OK, .returns_true = 1, .budget = (b), .mem = (mb)}
 
 static void case_fail(const struct sbx_case *c, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
@@ -200,7 +212,8 @@ static void run_case(const struct sbx_case *c) {
         /* The state stays usable after any failure. */
         st = im_script_load(s, "=after", "return 1 + 1", 12, err, sizeof err);
         if (st != IM_SCRIPT_OK || lua_tointeger(L, -1) != 2)
-            case_fail(c, __LINE__, "state unusable afterwards: %s %s", im_script_status_name(st), err);
+            case_fail(c, __LINE__, "state unusable afterwards: %s %s",
+                      im_script_status_name(st), err);
         lua_settop(L, 0);
     }
     t0 = uv_hrtime();
@@ -456,7 +469,9 @@ TEST(sandbox_g4_api_object) {
         WORKS("ctx lock", "return getmetatable(ctx) == 'locked'"),
         WORKS("ibkr lock", "return getmetatable(ibkr) == 'locked'"),
         WORKS("api works", "return ibkr.add(2, 3) == 5 and ctx:now() == 1234.5"),
-        WORKS("ibkr pairs", "local n = 0 for k in pairs(ibkr) do n = n + 1 end return n == 4"),
+        WORKS("ibkr pairs", "local n = 0 for k in pairs(ibkr) do n = n + 1 end return n == 5"),
+        WORKS("resume the main thread", "local st, m = ibkr.resume_self() return st == "
+                                        "'runtime' and m:find('not a coroutine') ~= nil"),
     };
     run_cases(cases, IM_ARRAY_SIZE(cases));
 }
@@ -681,6 +696,18 @@ TEST(sandbox_g7_cpu_in_c) {
         FAILS_LIM("table.sort too big",
                   "local t = {} for i = 1, 300000 do t[i] = i end table.sort(t)",
                   IM_SCRIPT_RUNTIME, "table.sort: more than", 5000000L, (size_t)16 << 20),
+        /* Errors raised by the original functions behind the guards keep
+         * the function's name and the script's position. */
+        FAILS("pattern error position", "return ('x'):find('[')", IM_SCRIPT_RUNTIME,
+              "case:1: malformed pattern (missing ']')"),
+        FAILS("argument error name", "return ('x'):find('x', {})", IM_SCRIPT_RUNTIME,
+              "case:1: bad argument #2 to 'find'"),
+        FAILS("gsub argument error", "return string.gsub('x', 'x', true)", IM_SCRIPT_RUNTIME,
+              "bad argument #3 to 'gsub'"),
+        FAILS("table argument error", "table.insert({}, 1, 2, 3)", IM_SCRIPT_RUNTIME,
+              "case:1: wrong number of arguments to 'insert'"),
+        FAILS("randomseed argument error", "math.randomseed('x')", IM_SCRIPT_RUNTIME,
+              "number expected"),
         WORKS("plain find 64 KiB", "return ('x'):rep(65536):find('y', 1, true) == nil"),
         WORKS("small backtracking", "return ('a'):rep(100):find('a*b') == nil"),
         WORKS("anchored trim", "return ('  hi  '):match('^%s*(.-)%s*$') == 'hi'"),
@@ -1345,6 +1372,32 @@ TEST(sandbox_co_interleaved) {
         ASSERT_EQ(im_script_resume(s, cos[i], 1, &nres, err, sizeof err), IM_SCRIPT_OK);
         ASSERT_EQ(lua_tointeger(cos[i], -1), (i + 1) * 100 + 7);
     }
+    im_script_free(s);
+}
+
+/* A host function resuming its own running thread is refused without
+ * touching it, and the coroutine carries on. A call into a parked
+ * coroutine is refused too. */
+TEST(sandbox_co_running_and_parked) {
+    im_script *s = new_script(0, 0, 0);
+    lua_State *co = start_co(s, "return function() local st, m = ibkr.resume_self() "
+                                "local v = ibkr.wait() return st, m, v end");
+    lua_State *L = im_script_state(s);
+    char err[256];
+    int nres;
+
+    ASSERT_EQ(im_script_resume(s, co, 0, &nres, err, sizeof err), IM_SCRIPT_YIELD);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    ASSERT_EQ(im_script_call(s, co, 0, 0, err, sizeof err), IM_SCRIPT_RUNTIME);
+    ASSERT_CONTAINS(err, "suspended");
+    ASSERT_EQ(lua_gettop(co), 0);
+    lua_pushliteral(co, "later");
+    ASSERT_EQ(im_script_resume(s, co, 1, &nres, err, sizeof err), IM_SCRIPT_OK);
+    ASSERT_EQ(nres, 3);
+    ASSERT_STR_EQ(lua_tostring(co, 1), "runtime");
+    ASSERT_CONTAINS(lua_tostring(co, 2), "cannot resume non-suspended coroutine");
+    ASSERT_STR_EQ(lua_tostring(co, 3), "later");
     im_script_free(s);
 }
 

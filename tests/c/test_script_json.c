@@ -120,7 +120,8 @@ TEST(sjson_round_trips) {
     im_script *s = new_state();
 
     expect_round_trip(s, "{\"a\":1,\"b\":[1,2,3],\"c\":{\"d\":\"x\",\"e\":[true,false]},"
-                         "\"f\":3.5,\"g\":-7,\"h\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}");
+                         "\"f\":3.5,\"g\":-7,"
+                         "\"h\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}");
     im_script_free(s);
 }
 
@@ -186,7 +187,8 @@ TEST(sjson_nested_schema_hints) {
     im_script *s = new_state();
 
     expect_json(s,
-                "return {list = {}, obj = {}, other = {}, rows = {{tags = {}}, {tags = {}, n = 1}}, "
+                "return {list = {}, obj = {}, other = {}, "
+                "rows = {{tags = {}}, {tags = {}, n = 1}}, "
                 "tuple = {{}, {}}, map = {x = {}, y = {1}}}",
                 schema,
                 "{\"list\":[],\"map\":{\"x\":[],\"y\":[1]},\"obj\":{},\"other\":{},"
