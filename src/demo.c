@@ -73,16 +73,16 @@ static const cJSON *demo_call(demo *d, const char *tool, const char *args_json) 
  * values are escaped by cJSON, so every raw tab is layout. */
 static void demo_print(const char *title, const cJSON *v) {
     char *s = cJSON_Print(v);
-    printf("=== %s ===\n", title);
+    printf("=== %s ===\n", title); // stdout-ok
     for (const char *p = s ? s : "(nothing)"; *p; p++) {
         if (*p != '\t')
-            putchar(*p);
+            putchar(*p); // stdout-ok
         else if (p > s && p[-1] == ':')
-            putchar(' ');
+            putchar(' '); // stdout-ok
         else
             fputs("  ", stdout);
     }
-    printf("\n\n");
+    printf("\n\n"); // stdout-ok
     cJSON_free(s);
 }
 
@@ -125,8 +125,9 @@ static void demo_steps(demo *d) {
     {
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(r, "result");
         const cJSON *pv = cJSON_GetObjectItemCaseSensitive(res, "protocolVersion");
-        printf("ibkr-mcp demo: an MCP session on the built-in simulator (offline, frozen clock)\n");
-        printf("initialize -> protocol %s; %zu tools\n\n",
+        printf("ibkr-mcp demo: an MCP session on the built-in simulator " // stdout-ok
+               "(offline, frozen clock)\n");
+        printf("initialize -> protocol %s; %zu tools\n\n", // stdout-ok
                cJSON_IsString(pv) ? pv->valuestring : "?", im_tools_count(d->app.tools));
     }
     {
@@ -202,7 +203,7 @@ int im_demo_run(void) {
         fprintf(stderr, "ibkr-mcp demo: %d step(s) did not behave as expected\n", rc);
         return 1;
     }
-    printf("Demo complete: one order filled through preview -> token -> place; the oversized\n"
+    printf("Demo complete: one order filled through preview -> token -> place; the oversized\n" // stdout-ok
            "order, the bogus token and the replayed token were all refused.\n");
     return 0;
 }
