@@ -49,6 +49,7 @@
 #define SIM_DEFAULT_ACCOUNT "DU0000001"
 #define SIM_FIRST_ORDER_ID 1000ULL
 #define SIM_TWO_PI 6.283185307179586
+#define SIM_MONEY_MAX 48    /* "-$" + 31 grouped digits + ".nn" + NUL */
 
 /* Commission schedule (IBKR Pro fixed): per share, with a per-execution
  * minimum and a cap of 1% of the execution's value. */
@@ -196,9 +197,9 @@ static double rng_normal(uint64_t st[4]) {
 
 static long long cents(double v) { return llround(v * 100.0); }
 
-/* "$52,310.00" or "-$1,234.50". */
+/* "$52,310.00" or "-$1,234.50" into out (SIM_MONEY_MAX bytes suffice). */
 static void fmt_money(double v, char *out, size_t n) {
-    char digits[32], grouped[48];
+    char digits[24], grouped[32];
     long long c;
     size_t len, j = 0;
 
@@ -618,7 +619,7 @@ static void sim_execute(im_sim *s, sim_order *o, double qty, double px) {
     im_order_info *in = &o->info;
     im_execution *e;
     double comm, pnl;
-    char avg[32];
+    char avg[SIM_MONEY_MAX];
 
     e = sim_exec_slot(s);
     if (e == NULL) {
@@ -691,7 +692,7 @@ static void sim_fill_market(im_sim *s, sim_order *o) {
     double px = (double)sim_market_c(y, o->info.order.side, qty) / 100.0;
     double q = buy ? sim_affordable(s, o, qty, px) : qty;
     double *avail = buy ? &y->ask_avail : &y->bid_avail;
-    char pxs[32];
+    char pxs[SIM_MONEY_MAX];
 
     *avail = *avail > q ? *avail - q : 0;
     if (q > 0)
@@ -744,7 +745,7 @@ static void sim_work(im_sim *s, sim_order *o) {
         return;
     if (is_stop && !o->triggered) {
         double stop_c = ord->stop_price * 100.0;
-        char pxs[32];
+        char pxs[SIM_MONEY_MAX];
         if (ord->side == IM_SIDE_BUY ? (double)y->ask_c < stop_c - 1e-6
                                      : (double)y->bid_c > stop_c + 1e-6)
             return;
@@ -849,7 +850,7 @@ static int sim_admit(const im_sim *s, const sim_order *o, char *why, size_t n) {
         double px = sim_reserve_price(s, o);
         double need = ord->quantity * px + sim_commission(ord->quantity, px);
         double avail = s->cash - sim_reserved(s, o);
-        char needs[40], avails[40];
+        char needs[SIM_MONEY_MAX], avails[SIM_MONEY_MAX];
         if (!isfinite(need) || cents(need) > cents(avail)) {
             fmt_money(need, needs, sizeof needs);
             fmt_money(avail, avails, sizeof avails);
@@ -881,7 +882,7 @@ static void sim_unknown_symbol(sim_rec *r, const char *symbol) {
 
 static void sim_working_message(sim_order *o) {
     const im_order *ord = &o->info.order;
-    char lmt[32], stp[32];
+    char lmt[SIM_MONEY_MAX], stp[SIM_MONEY_MAX];
     fmt_money(ord->limit_price, lmt, sizeof lmt);
     fmt_money(ord->stop_price, stp, sizeof stp);
     if ((ord->type == IM_OT_STP || ord->type == IM_OT_STP_LMT) && !o->triggered)
@@ -1187,14 +1188,20 @@ static int sim_cancel_op(im_broker *b, const char *order_id, im_order_cb cb, voi
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static void sim_free(im_sim *s) {
+/* Exactly once: completions nobody heard yet hear IM_ECANCELED now;
+ * events are dropped. Their callbacks may call ops, which then refuse
+ * (IM_ENOTCONN) because closing is set. */
+static void sim_cancel_pending(im_sim *s) {
     sim_rec *r;
-    /* Exactly once: completions nobody heard yet hear IM_ECANCELED now. */
     while ((r = sim_pop(s)) != NULL) {
         if (r->kind != SIM_REC_EV_ORDER && r->kind != SIM_REC_EV_FILL)
             sim_deliver(s, r, IM_ECANCELED);
         rec_free(r);
     }
+}
+
+static void sim_free(im_sim *s) {
+    sim_cancel_pending(s);
     free(s->orders);
     free(s->execs);
     free(s);
@@ -1211,6 +1218,9 @@ static void sim_close_op(im_broker *b) {
     if (s == NULL || s->closing)
         return;
     s->closing = 1;
+    /* broker.h: every pending operation is answered before close returns,
+     * while the session and tools that asked are still alive. */
+    sim_cancel_pending(s);
     s->open_handles = 2;
     uv_timer_stop(&s->tick);
     uv_idle_stop(&s->drain);
