@@ -31,6 +31,7 @@ struct im_session {
     char account_id[IM_ACCOUNT_MAX];
     char day[16];               /* New York trading date of the counters */
     int orders_today;
+    double notional_today;      /* submitted today, at the price checked */
     int halted;
     char halt_reason[256];
     /* Latest state of every order this session placed (ring). */
@@ -58,8 +59,12 @@ typedef struct sess_req {
     im_order order;
     int have_quote;
     im_quote quote;
-    double position_qty;
+    double position_qty, position_avg_cost;
     double working_buy, working_sell;
+    int have_account;
+    im_account account;
+    im_order_info *open_orders;   /* heap copy of the working orders, for policies */
+    size_t nopen;
     im_token_entry *entry;   /* place: the redeemed token */
     int inflight_slot;
     im_preview_cb preview_cb;
@@ -68,6 +73,11 @@ typedef struct sess_req {
     place_waiter *waiters;   /* place: replays waiting for this outcome */
     struct sess_req *next_active;
 } sess_req;
+
+static void req_free(sess_req *r) {
+    free(r->open_orders);
+    free(r);
+}
 
 /* ---- small state ---- */
 
@@ -80,6 +90,7 @@ static void session_roll_day(im_session *s) {
             im_info("new trading day %s: daily counters reset", day);
         snprintf(s->day, sizeof s->day, "%s", day);
         s->orders_today = 0;
+        s->notional_today = 0;
     }
 }
 
@@ -160,6 +171,11 @@ int im_session_orders_today(im_session *s) {
     return s->orders_today;
 }
 
+double im_session_notional_today(im_session *s) {
+    session_roll_day(s);
+    return s->notional_today;
+}
+
 int im_session_halted(const im_session *s, const char **reason) {
     if (reason)
         *reason = s->halt_reason;
@@ -200,6 +216,17 @@ int im_session_cancel(im_session *s, const char *order_id, im_order_cb cb, void 
 static void req_fail(sess_req *r, int status, const char *msg);
 static void req_decide(sess_req *r);
 
+static void req_account_cb(void *ud, int status, const char *msg, const im_account *a) {
+    sess_req *r = ud;
+    if (status == 0 && a != NULL) {
+        r->have_account = 1;
+        r->account = *a;
+    } else {
+        im_warn("no account summary for the risk snapshot: %s", msg ? msg : im_strerror(status));
+    }
+    req_decide(r);
+}
+
 static void req_open_orders_cb(void *ud, int status, const char *msg, const im_order_info *o,
                                size_t n) {
     sess_req *r = ud;
@@ -208,6 +235,13 @@ static void req_open_orders_cb(void *ud, int status, const char *msg, const im_o
         return;
     }
     r->working_buy = r->working_sell = 0;
+    free(r->open_orders);
+    r->open_orders = NULL;
+    r->nopen = 0;
+    if (n > 0 && (r->open_orders = malloc(n * sizeof *o)) != NULL) {
+        memcpy(r->open_orders, o, n * sizeof *o);
+        r->nopen = n;
+    }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(o[i].order.symbol, r->order.symbol) != 0 ||
             im_order_status_terminal(o[i].status))
@@ -230,7 +264,11 @@ static void req_open_orders_cb(void *ud, int status, const char *msg, const im_o
         else
             r->working_sell += f->quantity;
     }
-    req_decide(r);
+    if (im_session_account(r->s, req_account_cb, r) != 0) {
+        /* Without account figures the account-based checks fail closed;
+         * the order-based ones still decide. */
+        req_decide(r);
+    }
 }
 
 static void req_positions_cb(void *ud, int status, const char *msg, const im_position *p,
@@ -243,8 +281,10 @@ static void req_positions_cb(void *ud, int status, const char *msg, const im_pos
     }
     r->position_qty = 0;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(p[i].symbol, r->order.symbol) == 0)
+        if (strcmp(p[i].symbol, r->order.symbol) == 0) {
             r->position_qty = p[i].quantity;
+            r->position_avg_cost = p[i].avg_cost;
+        }
     rc = im_session_open_orders(r->s, req_open_orders_cb, r);
     if (rc != 0)
         req_fail(r, rc, "could not read open orders");
@@ -313,13 +353,13 @@ static void place_finish(sess_req *r, const im_place_result *res) {
         free(w);
         w = next;
     }
-    free(r);
+    req_free(r);
 }
 
 static void req_fail(sess_req *r, int status, const char *msg) {
     if (r->kind == REQ_PREVIEW) {
         r->preview_cb(r->ud, status, msg, NULL);
-        free(r);
+        req_free(r);
     } else {
         im_place_result res;
         place_result_init(&res, status);
@@ -376,7 +416,7 @@ static void preview_decide(sess_req *r) {
         }
     }
     r->preview_cb(r->ud, 0, NULL, &p);
-    free(r);
+    req_free(r);
 }
 
 static void order_ref_of(const char *token, char *out, size_t outlen) {
@@ -472,6 +512,7 @@ static void place_decide(sess_req *r) {
     }
     session_roll_day(s);
     s->orders_today++;
+    s->notional_today += res.risk.notional;
     order_ref_of(r->entry->token, r->order.order_ref, sizeof r->order.order_ref);
     rc = s->broker->ops->place(s->broker, &r->order, place_order_cb, r);
     if (rc != 0) {
@@ -503,7 +544,7 @@ int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void 
     r->ud = ud;
     rc = req_start(r);
     if (rc != 0)
-        free(r);
+        req_free(r);
     return rc;
 }
 

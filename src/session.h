@@ -36,6 +36,8 @@ const char *im_session_account_id(const im_session *s);
 int im_session_trading_enabled(const im_session *s);
 /* Orders submitted this New York trading day. */
 int im_session_orders_today(im_session *s);
+/* Notional of the orders submitted this trading day (at the checked price). */
+double im_session_notional_today(im_session *s);
 /* 1 when the kill switch is engaged; *reason (may be NULL) gets its reason. */
 int im_session_halted(const im_session *s, const char **reason);
 /* Engages the kill switch. It stays engaged for the life of the session:

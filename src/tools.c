@@ -684,6 +684,7 @@ static int host_status(lua_State *L) {
     if (halted)
         set_str(L, "halt_reason", why);
     set_num(L, "orders_today", im_session_orders_today(s));
+    set_num(L, "notional_today", r2(im_session_notional_today(s)));
     set_num(L, "pending_tokens", (double)im_tokens_pending(im_session_tokens(s),
                                                           im_session_now(s)));
     set_time(L, "time", im_session_now(s));

@@ -19,6 +19,7 @@ return {
       halted = { type = "boolean" },
       halt_reason = { type = "string" },
       orders_today = { type = "integer" },
+      notional_today = { type = "number" },
       pending_tokens = { type = "integer" },
       time = { type = "string" },
       limits = {
