@@ -74,11 +74,28 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
     }
     a->broker = im_sim_broker(a->sim);
 
+    if (a->cfg.policy_dir[0]) {
+        snprintf(dir, sizeof dir, "%s", a->cfg.policy_dir);
+    } else if (im_app_find_dir("policies", dir, sizeof dir) != 0) {
+        im_warn("no policies folder found beside the binary; no operator policies are loaded");
+        dir[0] = '\0';
+    }
+    if (dir[0]) {
+        rc = im_policies_load(dir, NULL, &a->policies, err, errlen);
+        if (rc != 0) {
+            im_app_close(a);
+            return rc;
+        }
+        im_info("%zu policies from %s (set %.16s)", im_policies_count(a->policies), dir,
+                im_policies_hash(a->policies));
+    }
+
     memset(&seo, 0, sizeof seo);
     seo.config = &a->cfg;
     seo.broker = a->broker;
     seo.clock = &a->clock;
     seo.account_id = so.account_id;
+    seo.policies = a->policies;
     rc = im_session_new(&seo, &a->session);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the session: %s", im_strerror(rc));
@@ -115,4 +132,6 @@ void im_app_close(im_app *a) {
     a->tools = NULL;
     im_session_free(a->session);
     a->session = NULL;
+    im_policies_free(a->policies);
+    a->policies = NULL;
 }

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "policy.h"
 #include "session.h"
 #include "sim.h"
 #include "tools.h"
@@ -20,6 +21,7 @@ typedef struct im_app {
     im_broker *broker;
     im_session *session;
     im_tools *tools;
+    im_policies *policies;
 } im_app;
 
 /* Loads the configuration through getenv_fn and builds everything. With

@@ -5,11 +5,13 @@
 
 #include "demo.h"
 #include "luatest.h"
+#include "policy.h"
 #include "serve.h"
 
 static const char usage[] =
     "usage: ibkr-mcp [serve]        MCP over stdio (the default)\n"
     "       ibkr-mcp demo           the offline walk-through on the simulator\n"
+    "       ibkr-mcp policy check [DIR]  load and validate the risk policies; print them\n"
     "       ibkr-mcp --version | --help\n"
     "\n"
     "Configuration comes from IBKR_* environment variables; see README.md and\n"
@@ -25,6 +27,8 @@ int main(int argc, char **argv) {
         return im_demo_run();
     if (strcmp(mode, "--lua-test") == 0 && argc == 3)
         return im_luatest_run(argv[2]);
+    if (strcmp(mode, "policy") == 0 && argc >= 3 && argc <= 4 && strcmp(argv[2], "check") == 0)
+        return im_policy_check_cmd(argc == 4 ? argv[3] : NULL);
     if (strcmp(mode, "--version") == 0) {
         fprintf(stdout, "ibkr-mcp %s\n", IM_VERSION);
         return 0;
@@ -34,7 +38,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(mode, "repl") == 0 || strcmp(mode, "attach") == 0 ||
-        strcmp(mode, "gateway") == 0 || strcmp(mode, "policy") == 0 ||
+        strcmp(mode, "gateway") == 0 ||
         strcmp(mode, "resume") == 0) {
         fprintf(stderr, "ibkr-mcp: '%s' is not available in this version yet\n", mode);
         return 2;

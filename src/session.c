@@ -28,6 +28,7 @@ struct im_session {
     im_broker *broker;
     im_clock *clock;
     im_tokens *tokens;
+    im_policies *policies;
     char account_id[IM_ACCOUNT_MAX];
     char day[16];               /* New York trading date of the counters */
     int orders_today;
@@ -140,6 +141,7 @@ int im_session_new(const im_session_opts *o, im_session **out) {
     s->cfg = o->config;
     s->broker = o->broker;
     s->clock = o->clock;
+    s->policies = o->policies;
     snprintf(s->account_id, sizeof s->account_id, "%s", o->account_id ? o->account_id : "");
     s->broker->on_event = session_event_cb;
     s->broker->event_ud = s;
@@ -164,6 +166,7 @@ im_broker *im_session_broker(const im_session *s) { return s->broker; }
 im_tokens *im_session_tokens(const im_session *s) { return s->tokens; }
 double im_session_now(const im_session *s) { return im_clock_now(s->clock); }
 const char *im_session_account_id(const im_session *s) { return s->account_id; }
+im_policies *im_session_policies(const im_session *s) { return s->policies; }
 int im_session_trading_enabled(const im_session *s) { return s->cfg->trading_enabled; }
 
 int im_session_orders_today(im_session *s) {
@@ -386,6 +389,32 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     in.halted = s->halted;
     in.halt_reason = s->halt_reason;
     im_risk_check(&s->cfg->limits, &in, risk);
+    if (s->policies != NULL && im_policies_count(s->policies) > 0) {
+        im_policy_input pi;
+        double after = r->position_qty +
+                       (r->order.side == IM_SIDE_BUY ? r->order.quantity : -r->order.quantity);
+        int approvals = 0;
+        memset(&pi, 0, sizeof pi);
+        pi.order = &r->order;
+        pi.stage = stage;
+        pi.reference_price = risk->reference_price;
+        pi.notional = risk->notional;
+        pi.reduces_position = fabs(after) < fabs(r->position_qty);
+        pi.quote = in.quote;
+        pi.position_qty = r->position_qty;
+        pi.position_avg_cost = r->position_avg_cost;
+        pi.account = r->have_account ? &r->account : NULL;
+        pi.open_orders = r->open_orders;
+        pi.nopen = r->nopen;
+        pi.orders_today = in.orders_today;
+        pi.notional_today = s->notional_today;
+        pi.realized_pnl_today = r->have_account ? r->account.realized_pnl : 0;
+        pi.limits = &s->cfg->limits;
+        pi.now = in.now;
+        /* Policies only add reasons; require_approval is a rejection until
+         * this server can ask a human (MCP elicitation). */
+        im_policies_check(s->policies, &pi, risk, &approvals);
+    }
 }
 
 static void preview_decide(sess_req *r) {

@@ -5,14 +5,17 @@
  * every check with a fresh quote, position and counters, including the
  * price drift since the preview -> count the order -> send it.
  * Reads pass through to the broker. Keeps today's order count (trading day
- * in New York), the kill switch, and in-flight orders. Uses broker.h,
- * risk.h, tokens.h, config.h and clock.h; knows nothing of Lua or MCP. */
+ * in New York), the kill switch, and in-flight orders. The built-in checks
+ * run first, then the operator policies, which can only add rejections.
+ * Uses broker.h, risk.h, policy.h, tokens.h, config.h and clock.h; knows
+ * nothing of MCP. */
 #ifndef IM_SESSION_H
 #define IM_SESSION_H
 
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
+#include "policy.h"
 #include "risk.h"
 #include "tokens.h"
 
@@ -23,6 +26,7 @@ typedef struct im_session_opts {
     im_broker *broker;         /* not owned */
     im_clock *clock;           /* not owned */
     const char *account_id;    /* the account the broker trades */
+    im_policies *policies;     /* not owned; may be NULL (no policies) */
 } im_session_opts;
 
 int im_session_new(const im_session_opts *o, im_session **out);
@@ -33,6 +37,8 @@ im_broker *im_session_broker(const im_session *s);
 im_tokens *im_session_tokens(const im_session *s);
 double im_session_now(const im_session *s);
 const char *im_session_account_id(const im_session *s);
+/* The operator policies in force (may be NULL). */
+im_policies *im_session_policies(const im_session *s);
 int im_session_trading_enabled(const im_session *s);
 /* Orders submitted this New York trading day. */
 int im_session_orders_today(im_session *s);

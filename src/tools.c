@@ -706,6 +706,18 @@ static int host_status(lua_State *L) {
     set_bool(L, "allow_delayed_quotes", l->allow_delayed_quotes);
     set_num(L, "token_ttl_seconds", cfg->token_ttl_s);
     lua_setfield(L, -2, "limits"); /* [status] */
+    im_policies *pol = im_session_policies(s);
+    size_t np = pol ? im_policies_count(pol) : 0;
+    lua_createtable(L, (int)np, 0); /* [status, policies] */
+    for (size_t i = 0; i < np; i++) {
+        lua_createtable(L, 0, 2);
+        set_str(L, "name", im_policies_name(pol, i));
+        set_str(L, "description", im_policies_description(pol, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "policies"); /* [status] */
+    if (pol)
+        set_str(L, "policy_set_hash", im_policies_hash(pol));
     return 1;
 }
 

@@ -6,7 +6,8 @@ return {
   description = "Start here. Reports the backend (sim = simulated account, tws = Interactive Brokers), "
     .. "whether it is connected, whether trading is enabled (if not, previews work but nothing can be "
     .. "placed), the account, whether the kill switch is engaged, orders submitted today, and every "
-    .. "active risk limit. Read the limits before sizing an order; then use get_quote and preview_order.",
+    .. "active risk limit and operator policy. Read the limits before sizing an order; then use "
+    .. "get_quote and preview_order.",
   input = { type = "object", properties = {}, additionalProperties = false },
   output = {
     type = "object",
@@ -22,6 +23,12 @@ return {
       notional_today = { type = "number" },
       pending_tokens = { type = "integer" },
       time = { type = "string" },
+      policies = {
+        type = "array",
+        items = { type = "object", required = { "name", "description" },
+                  properties = { name = { type = "string" }, description = { type = "string" } } },
+      },
+      policy_set_hash = { type = "string" },
       limits = {
         type = "object",
         properties = {

@@ -310,4 +310,102 @@ function TestFlow:test_halt_between_preview_and_place_blocks_the_place()
   lu.assertEquals(ok("get_trades").count, 0)
 end
 
+TestPolicies = {}
+function TestPolicies:setUp() env() end
+
+local function tmpdir_with(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  for name, src in pairs(files) do
+    local f = assert(io.open(dir .. "/" .. name, "w"))
+    f:write(src)
+    f:close()
+  end
+  return dir
+end
+
+local function has_prefix(list, prefix)
+  for _, v in ipairs(list) do if v:sub(1, #prefix) == prefix then return true end end
+  return false
+end
+
+function TestPolicies:test_shipped_policies_are_active_and_listed()
+  local s = ok("get_status")
+  lu.assertEquals(#s.policies, 2)
+  lu.assertEquals(s.policies[1].name, "market_hours")
+  lu.assertEquals(#s.policy_set_hash, 64)
+  -- The demo's order passes them at 10:00 New York time on a Tuesday.
+  lu.assertTrue(preview("NVDA", "BUY", 50).risk.approved)
+  lu.assertEquals(s.policies[2].name, "symbol_limits")
+end
+
+function TestPolicies:test_market_hours_close_blocks_new_exposure_not_exits()
+  ok("place_order", { confirmation_token = preview("AAPL", "BUY", 10).confirmation_token })
+  host.advance(6.5 * 3600)   -- 16:30 New York time
+  local p = preview("AAPL", "BUY", 10)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has_prefix(p.risk.codes, "POLICY_"))
+  lu.assertStrContains(table.concat(p.risk.reasons, " "), "market_hours")
+  -- Selling what is held reduces exposure: allowed (as a limit order; the
+  -- policy refuses market orders outside the session).
+  local q = ok("get_quote", { symbol = "AAPL" })
+  local s = preview("AAPL", "SELL", 10, { order_type = "LMT", limit_price = q.bid })
+  lu.assertTrue(s.risk.approved, table.concat(s.risk.reasons, " "))
+end
+
+function TestPolicies:test_operator_policy_from_its_own_folder()
+  local dir = tmpdir_with {
+    ["small.lua"] = [[
+      return {
+        name = "small",
+        description = "At most max_qty shares per order.",
+        params = { max_qty = 5 },
+        check = function(order, ctx)
+          if order.quantity > ctx.params.max_qty then
+            return false, string.format("%d shares is over the %d-share limit", order.quantity, ctx.params.max_qty)
+          end
+        end,
+      }
+    ]],
+  }
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_POLICY_DIR = dir }
+  lu.assertEquals(#ok("get_status").policies, 1)
+  local p = preview("AAPL", "BUY", 6)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "POLICY_SMALL"))
+  lu.assertTrue(has(p.risk.reasons, "small: 6 shares is over the 5-share limit"))
+  lu.assertNil(p.confirmation_token)
+  local good = preview("AAPL", "BUY", 5)
+  lu.assertTrue(good.risk.approved)
+  ok("place_order", { confirmation_token = good.confirmation_token })
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+function TestPolicies:test_a_failing_policy_rejects_fail_closed()
+  local dir = tmpdir_with {
+    ["loop.lua"] = [[
+      return { name = "loop", description = "Never finishes.",
+               check = function() while true do end end }
+    ]],
+  }
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_POLICY_DIR = dir }
+  local p = preview("AAPL", "BUY", 1)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "POLICY_ERROR"))
+  lu.assertStrContains(table.concat(p.risk.reasons, " "), "loop")
+  -- The server keeps serving.
+  lu.assertEquals(ok("get_status").backend, "sim")
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+function TestPolicies:test_a_broken_policy_file_stops_start_up()
+  local dir = tmpdir_with { ["bad.lua"] = "return { name = " }
+  local okay, err = host.reset { IBKR_TRADING_ENABLED = "true", IBKR_POLICY_DIR = dir }
+  lu.assertNil(okay)
+  lu.assertStrContains(err, "bad.lua")
+  os.execute("rm -rf '" .. dir .. "'")
+  env()
+end
+
 return lu.LuaUnit.run()
