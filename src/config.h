@@ -21,6 +21,24 @@ typedef struct im_limits {
     double max_drift_bps;          /* IBKR_MAX_DRIFT_BPS (500): preview -> place move */
     double max_quote_age_s;        /* IBKR_MAX_QUOTE_AGE_MS (60000) / 1000 */
     int allow_delayed_quotes;      /* IBKR_ALLOW_DELAYED_QUOTES (false) */
+    /* Further controls (reference/risk-controls.md section 5). The
+     * defaults are ones a normal session never trips; 0 disables the
+     * ones marked "0 = off". examples/strict.env holds the strict profile. */
+    double cash_buffer_pct;        /* IBKR_CASH_BUFFER_PCT (0): kept free of buying power */
+    double collar_bps;             /* IBKR_COLLAR_BPS (1000): marketable limit beyond the touch */
+    double passive_max_bps;        /* IBKR_PASSIVE_MAX_BPS (5000): passive limit far from market */
+    double min_price;              /* IBKR_MIN_PRICE (0 = off) */
+    double max_spread_bps;         /* IBKR_MAX_SPREAD_BPS (1000): marketable orders only */
+    double max_position_pct_nlv;   /* IBKR_MAX_POSITION_PCT_NLV (100) */
+    double max_gross_pct_nlv;      /* IBKR_MAX_GROSS_PCT_NLV (200) */
+    int max_open_orders;           /* IBKR_MAX_OPEN_ORDERS (100) */
+    int max_open_orders_per_symbol;/* IBKR_MAX_OPEN_ORDERS_PER_SYMBOL (20) */
+    int max_orders_per_min;        /* IBKR_MAX_ORDERS_PER_MIN (30) */
+    int max_orders_per_hour;       /* IBKR_MAX_ORDERS_PER_HOUR (300) */
+    double dup_window_s;           /* IBKR_DUP_WINDOW_S (0 = off) */
+    double max_daily_notional;     /* IBKR_MAX_DAILY_NOTIONAL (1000000) */
+    double max_daily_loss;         /* IBKR_MAX_DAILY_LOSS (0 = off): then only reducing orders */
+    int max_consecutive_rejects;   /* IBKR_MAX_CONSECUTIVE_REJECTS (10): then halt */
 } im_limits;
 
 typedef struct im_config {

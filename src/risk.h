@@ -30,6 +30,17 @@ typedef struct im_risk_input {
     double preview_ref_price;  /* at place: the reference price seen at preview */
     int halted;                /* kill switch engaged */
     const char *halt_reason;
+    /* Account-level snapshot for the further controls. */
+    const im_account *account;     /* NULL when it could not be read (fail closed) */
+    double gross_position_value;   /* sum of |position| x mark, before this order */
+    int open_orders_total;         /* working orders, all symbols (in-flight included) */
+    int open_orders_symbol;        /* working orders in this symbol */
+    double notional_today;         /* submitted today, before this order */
+    int orders_last_minute;        /* submitted in the last 60 s of the clock */
+    int orders_last_hour;          /* submitted in the last 3600 s */
+    double same_order_age;         /* seconds since an identical order was submitted; < 0 none */
+    double pnl_today;              /* realized + unrealized change today; NAN unknown */
+    int consecutive_rejects;       /* rejections at place in a row (engine and broker) */
 } im_risk_input;
 
 #define IM_RISK_MAX_REASONS 16

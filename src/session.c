@@ -22,6 +22,10 @@
 
 #define SESSION_MAX_ORDERS 4096
 #define SESSION_MAX_INFLIGHT 256
+/* Submissions remembered for the rate and duplicate windows: enough for
+ * the hourly limit at its largest sensible setting; older ones are
+ * counted conservatively (see session_recent_count). */
+#define SESSION_RECENT 4096
 
 struct im_session {
     const im_config *cfg;
@@ -33,6 +37,12 @@ struct im_session {
     char day[16];               /* New York trading date of the counters */
     int orders_today;
     double notional_today;      /* submitted today, at the price checked */
+    int pnl_baseline_valid;     /* realized + unrealized at the day's first snapshot */
+    double pnl_baseline;
+    int consecutive_rejects;    /* rejections at place in a row */
+    /* Recent submissions (ring): the rate windows and the duplicate check. */
+    struct { double at; im_order order; } recent[SESSION_RECENT];
+    size_t nrecent, recent_head;
     int halted;
     char halt_reason[256];
     /* Latest state of every order this session placed (ring). */
@@ -61,7 +71,9 @@ typedef struct sess_req {
     int have_quote;
     im_quote quote;
     double position_qty, position_avg_cost;
+    double gross_position_value;
     double working_buy, working_sell;
+    int open_total, open_symbol;
     int have_account;
     im_account account;
     im_order_info *open_orders;   /* heap copy of the working orders, for policies */
@@ -92,6 +104,7 @@ static void session_roll_day(im_session *s) {
         snprintf(s->day, sizeof s->day, "%s", day);
         s->orders_today = 0;
         s->notional_today = 0;
+        s->pnl_baseline_valid = 0;
     }
 }
 
@@ -245,10 +258,14 @@ static void req_open_orders_cb(void *ud, int status, const char *msg, const im_o
         memcpy(r->open_orders, o, n * sizeof *o);
         r->nopen = n;
     }
+    r->open_total = r->open_symbol = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(o[i].order.symbol, r->order.symbol) != 0 ||
-            im_order_status_terminal(o[i].status))
+        if (im_order_status_terminal(o[i].status))
             continue;
+        r->open_total++;
+        if (strcmp(o[i].order.symbol, r->order.symbol) != 0)
+            continue;
+        r->open_symbol++;
         double rem = o[i].remaining;
         if (!isfinite(rem) || rem < 0)
             rem = o[i].order.quantity;  /* fail closed: count it whole */
@@ -260,8 +277,12 @@ static void req_open_orders_cb(void *ud, int status, const char *msg, const im_o
     /* Orders sent but not yet acknowledged are working too. */
     for (size_t i = 0; i < SESSION_MAX_INFLIGHT; i++) {
         const im_order *f = &r->s->inflight[i];
-        if (!r->s->inflight_used[i] || strcmp(f->symbol, r->order.symbol) != 0)
+        if (!r->s->inflight_used[i])
             continue;
+        r->open_total++;
+        if (strcmp(f->symbol, r->order.symbol) != 0)
+            continue;
+        r->open_symbol++;
         if (f->side == IM_SIDE_BUY)
             r->working_buy += f->quantity;
         else
@@ -283,11 +304,17 @@ static void req_positions_cb(void *ud, int status, const char *msg, const im_pos
         return;
     }
     r->position_qty = 0;
-    for (size_t i = 0; i < n; i++)
+    r->gross_position_value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(p[i].market_value))
+            r->gross_position_value += fabs(p[i].market_value);
+        else
+            r->gross_position_value = NAN;   /* fail closed downstream */
         if (strcmp(p[i].symbol, r->order.symbol) == 0) {
             r->position_qty = p[i].quantity;
             r->position_avg_cost = p[i].avg_cost;
         }
+    }
     rc = im_session_open_orders(r->s, req_open_orders_cb, r);
     if (rc != 0)
         req_fail(r, rc, "could not read open orders");
@@ -373,6 +400,53 @@ static void req_fail(sess_req *r, int status, const char *msg) {
     }
 }
 
+static void session_recent_add(im_session *s, const im_order *o, double now) {
+    size_t slot;
+    if (s->nrecent < SESSION_RECENT) {
+        slot = (s->recent_head + s->nrecent++) % SESSION_RECENT;
+    } else {
+        slot = s->recent_head;
+        s->recent_head = (s->recent_head + 1) % SESSION_RECENT;
+    }
+    s->recent[slot].at = now;
+    s->recent[slot].order = *o;
+}
+
+/* Submissions within the last window seconds. When the ring is full and
+ * its oldest entry is still inside the window, everything beyond the ring
+ * is assumed inside it too (fail closed: the count can only be high). */
+static int session_recent_count(const im_session *s, double now, double window) {
+    int n = 0;
+    for (size_t i = 0; i < s->nrecent; i++) {
+        double at = s->recent[(s->recent_head + i) % SESSION_RECENT].at;
+        if (now - at < window)
+            n++;
+    }
+    if (s->nrecent == SESSION_RECENT && n == (int)SESSION_RECENT)
+        n = s->orders_today > n ? s->orders_today : n;
+    return n;
+}
+
+static int same_order(const im_order *a, const im_order *b) {
+    return strcmp(a->symbol, b->symbol) == 0 && a->side == b->side &&
+           a->quantity == b->quantity && a->type == b->type &&
+           a->limit_price == b->limit_price && a->stop_price == b->stop_price;
+}
+
+/* Seconds since an identical order was submitted; -1 when none is known. */
+static double session_same_order_age(const im_session *s, const im_order *o, double now) {
+    double best = -1;
+    for (size_t i = 0; i < s->nrecent; i++) {
+        size_t k = (s->recent_head + i) % SESSION_RECENT;
+        if (same_order(&s->recent[k].order, o)) {
+            double age = now - s->recent[k].at;
+            if (best < 0 || age < best)
+                best = age;
+        }
+    }
+    return best;
+}
+
 static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     im_session *s = r->s;
     im_risk_input in;
@@ -388,6 +462,25 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     in.preview_ref_price = r->entry ? r->entry->reference_price : 0;
     in.halted = s->halted;
     in.halt_reason = s->halt_reason;
+    in.account = r->have_account ? &r->account : NULL;
+    in.gross_position_value = r->gross_position_value;
+    in.open_orders_total = r->open_total;
+    in.open_orders_symbol = r->open_symbol;
+    in.notional_today = s->notional_today;
+    in.orders_last_minute = session_recent_count(s, in.now, 60);
+    in.orders_last_hour = session_recent_count(s, in.now, 3600);
+    in.same_order_age = session_same_order_age(s, &r->order, in.now);
+    in.pnl_today = NAN;
+    if (r->have_account) {
+        double pnl = r->account.realized_pnl + r->account.unrealized_pnl;
+        if (!s->pnl_baseline_valid && isfinite(pnl)) {
+            s->pnl_baseline = pnl;
+            s->pnl_baseline_valid = 1;
+        }
+        if (s->pnl_baseline_valid)
+            in.pnl_today = pnl - s->pnl_baseline;
+    }
+    in.consecutive_rejects = s->consecutive_rejects;
     im_risk_check(&s->cfg->limits, &in, risk);
     if (s->policies != NULL && im_policies_count(s->policies) > 0) {
         im_policy_input pi;
@@ -456,6 +549,24 @@ static void order_ref_of(const char *token, char *out, size_t outlen) {
     snprintf(out, outlen, "im-%s", hex);
 }
 
+/* The consecutive-reject breaker: rejections at place (re-validation or
+ * the broker) in a row halt trading; an accepted order resets the count.
+ * Preview denials never count. */
+static void session_count_reject(im_session *s, int rejected) {
+    int max = s->cfg->limits.max_consecutive_rejects;
+    if (!rejected) {
+        s->consecutive_rejects = 0;
+        return;
+    }
+    s->consecutive_rejects++;
+    if (max > 0 && s->consecutive_rejects >= max && !s->halted) {
+        char why[128];
+        snprintf(why, sizeof why, "%d consecutive orders were rejected at placement (limit %d)",
+                 s->consecutive_rejects, max);
+        im_session_halt(s, why);
+    }
+}
+
 static void place_order_cb(void *ud, int status, const char *msg, const im_order_info *o) {
     sess_req *r = ud;
     im_session *s = r->s;
@@ -464,6 +575,7 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
     if (r->inflight_slot >= 0)
         s->inflight_used[r->inflight_slot] = 0;
     place_result_init(&res, status);
+    session_count_reject(s, status != 0 || o == NULL || o->status == IM_OS_REJECTED);
     if (status != 0 || o == NULL) {
         snprintf(res.message, sizeof res.message,
                  "The broker did not accept the order: %s. The confirmation token is spent.",
@@ -521,6 +633,7 @@ static void place_decide(sess_req *r) {
             snprintf(res.message + off, sizeof res.message - off,
                      " The confirmation token is spent; call preview_order again.");
         im_info("place rejected at re-validation: %s", res.message);
+        session_count_reject(s, 1);
         place_finish(r, &res);
         return;
     }
@@ -542,6 +655,7 @@ static void place_decide(sess_req *r) {
     session_roll_day(s);
     s->orders_today++;
     s->notional_today += res.risk.notional;
+    session_recent_add(s, &r->order, im_clock_now(s->clock));
     order_ref_of(r->entry->token, r->order.order_ref, sizeof r->order.order_ref);
     rc = s->broker->ops->place(s->broker, &r->order, place_order_cb, r);
     if (rc != 0) {

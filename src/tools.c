@@ -688,7 +688,7 @@ static int host_status(lua_State *L) {
     set_num(L, "pending_tokens", (double)im_tokens_pending(im_session_tokens(s),
                                                           im_session_now(s)));
     set_time(L, "time", im_session_now(s));
-    lua_createtable(L, 0, 14); /* [status, limits] */
+    lua_createtable(L, 0, 32); /* [status, limits] */
     set_num(L, "max_order_qty", l->max_order_qty);
     set_num(L, "max_order_notional", l->max_order_notional);
     set_num(L, "max_position_notional", l->max_position_notional);
@@ -705,6 +705,21 @@ static int host_status(lua_State *L) {
     set_num(L, "max_quote_age_seconds", l->max_quote_age_s);
     set_bool(L, "allow_delayed_quotes", l->allow_delayed_quotes);
     set_num(L, "token_ttl_seconds", cfg->token_ttl_s);
+    set_num(L, "cash_buffer_pct", l->cash_buffer_pct);
+    set_num(L, "limit_collar_bps", l->collar_bps);
+    set_num(L, "passive_max_bps", l->passive_max_bps);
+    set_num(L, "min_price", l->min_price);
+    set_num(L, "max_spread_bps", l->max_spread_bps);
+    set_num(L, "max_position_pct_nlv", l->max_position_pct_nlv);
+    set_num(L, "max_gross_pct_nlv", l->max_gross_pct_nlv);
+    set_num(L, "max_open_orders", l->max_open_orders);
+    set_num(L, "max_open_orders_per_symbol", l->max_open_orders_per_symbol);
+    set_num(L, "max_orders_per_minute", l->max_orders_per_min);
+    set_num(L, "max_orders_per_hour", l->max_orders_per_hour);
+    set_num(L, "duplicate_window_seconds", l->dup_window_s);
+    set_num(L, "max_daily_notional", l->max_daily_notional);
+    set_num(L, "max_daily_loss", l->max_daily_loss);
+    set_num(L, "max_consecutive_rejects", l->max_consecutive_rejects);
     lua_setfield(L, -2, "limits"); /* [status] */
     im_policies *pol = im_session_policies(s);
     size_t np = pol ? im_policies_count(pol) : 0;
