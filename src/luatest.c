@@ -310,7 +310,7 @@ static void lt_order_fields(lua_State *L, int t, im_order *o) {
 /* Builds an lt_pin from order (arg 2), ctx (arg 3) and opts (arg 4) and
  * leaves it (and the open-orders array) anchored on the stack. Missing
  * fields take the demo's values: Tuesday 2025-06-10 10:00 New York, a
- * $100,000 cash account, the default limits. */
+ * $100,000 cash account, the default limits; no quote unless given. */
 static lt_pin *lt_policy_input(lua_State *L) {
     lt_pin *p;
     im_order_info *open = NULL;

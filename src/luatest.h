@@ -27,7 +27,8 @@
  * order and ctx are plain tables with the fields a policy sees (ctx.now,
  * stage, quote, position, account (false for none), open_orders, today,
  * limits); missing fields take the demo's values (BUY 50 NVDA MKT on
- * Tuesday 2025-06-10 10:00 New York, a $100,000 cash account). opts:
+ * Tuesday 2025-06-10 10:00 New York, a $100,000 cash account); there is
+ * no quote unless ctx.quote gives one. opts:
  * {instr_budget=, mem_limit=, deadline_ms=}.
  * The file's returned number is the exit code. Uses app, mcp, sim,
  * policy. */

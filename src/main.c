@@ -1,6 +1,7 @@
 /* main.c: the command line. Chooses a mode and hands over to it; every
  * mode lives in its own module (serve, demo, luatest). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "demo.h"
@@ -28,7 +29,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "--lua-test") == 0 && argc == 3)
         return im_luatest_run(argv[2]);
     if (strcmp(mode, "policy") == 0 && argc >= 3 && argc <= 4 && strcmp(argv[2], "check") == 0)
-        return im_policy_check_cmd(argc == 4 ? argv[3] : NULL);
+        return im_policy_check_cmd(argc == 4 ? argv[3] : getenv("IBKR_POLICY_DIR"));
     if (strcmp(mode, "--version") == 0) {
         fprintf(stdout, "ibkr-mcp %s\n", IM_VERSION);
         return 0;

@@ -425,11 +425,15 @@ static void push_order_fields(lua_State *L, const im_order *o) {
 /* Pushes the order: a fresh plain table (a policy may scribble on it;
  * the next call gets a new one). */
 static void push_order(lua_State *L, const im_policy_input *in) {
+    int top = lua_gettop(L);
+
     lua_createtable(L, 0, 10);                      /* [order] */
     push_order_fields(L, in->order);
     set_num(L, "reference_price", in->reference_price);
     set_num(L, "notional", in->notional);
     set_bool(L, "reduces_position", in->reduces_position != 0);
+    assert(lua_gettop(L) == top + 1);
+    IM_UNUSED(top);
 }
 
 static void push_quote(lua_State *L, const im_quote *q, double now) {
@@ -508,6 +512,8 @@ static void push_limits(lua_State *L, const im_limits *l) {
 
 /* Pushes ctx: every table in it a read-only proxy, built fresh per call. */
 static void push_ctx(lua_State *L, const im_policy_input *in) {
+    int top = lua_gettop(L);
+
     luaL_checkstack(L, 6, "ctx");
     lua_pushnumber(L, in->now);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &now_key);    /* for the helpers */
@@ -549,6 +555,8 @@ static void push_ctx(lua_State *L, const im_policy_input *in) {
     lua_pushcfunction(L, ctx_market_open);
     lua_setfield(L, -2, "market_open");
     ro_seal(L);                                     /* [ctx proxy] */
+    assert(lua_gettop(L) == top + 1);
+    IM_UNUSED(top);
 }
 
 /* Runs in the policy state under im_script_call with one argument, a
@@ -661,6 +669,7 @@ static int policy_define(lua_State *L) {
         return define_fail(L, d, "params nest deeper than %d levels", POLICY_PARAMS_DEPTH);
     ro_seal_deep(L);                                /* [def, params proxy] */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &params_key); /* [def] */
+    assert(lua_gettop(L) == 1);
     return 0;
 }
 

@@ -482,7 +482,12 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     }
     in.consecutive_rejects = s->consecutive_rejects;
     im_risk_check(&s->cfg->limits, &in, risk);
-    if (s->policies != NULL && im_policies_count(s->policies) > 0) {
+    /* Policies see only well-formed orders: a malformed one is already
+     * rejected, and its fields would only confuse them. */
+    int malformed = 0;
+    for (size_t i = 0; i < risk->nreasons; i++)
+        malformed |= strcmp(risk->reasons[i].code, "RISK_INVALID_INPUT") == 0;
+    if (!malformed && s->policies != NULL && im_policies_count(s->policies) > 0) {
         im_policy_input pi;
         double after = r->position_qty +
                        (r->order.side == IM_SIDE_BUY ? r->order.quantity : -r->order.quantity);
