@@ -249,6 +249,24 @@ void im_config_defaults(im_config *c) {
     c->limits.max_drift_bps = 500;
     c->limits.max_quote_age_s = 60;
     c->limits.allow_delayed_quotes = 0;
+
+    /* The further controls: loose enough that a normal session never trips
+     * them, tight enough to catch a fat finger. */
+    c->limits.cash_buffer_pct = 0;
+    c->limits.collar_bps = 1000;
+    c->limits.passive_max_bps = 5000;
+    c->limits.min_price = 0;
+    c->limits.max_spread_bps = 1000;
+    c->limits.max_position_pct_nlv = 100;
+    c->limits.max_gross_pct_nlv = 200;
+    c->limits.max_open_orders = 100;
+    c->limits.max_open_orders_per_symbol = 20;
+    c->limits.max_orders_per_min = 30;
+    c->limits.max_orders_per_hour = 300;
+    c->limits.dup_window_s = 0;
+    c->limits.max_daily_notional = 1000000;
+    c->limits.max_daily_loss = 0;
+    c->limits.max_consecutive_rejects = 10;
 }
 
 /* ---- the variable table -------------------------------------------------- */
@@ -259,6 +277,7 @@ enum cfg_kind {
     CFG_SIZE,        /* size_t field, [lo, hi] */
     CFG_U64,         /* unsigned long long field, any unsigned decimal */
     CFG_NUM,         /* double field, (lo, hi] */
+    CFG_NUM0,        /* double field, [lo, hi]: for settings where 0 means off */
     CFG_NUM_MS,      /* double field, (lo, hi] in ms, stored as seconds */
     CFG_PATH,        /* char[1024] field */
     CFG_BACKEND,
@@ -327,6 +346,40 @@ static const cfg_var cfg_vars[] = {
      "is not a positive number of milliseconds"},
     {"IBKR_ALLOW_DELAYED_QUOTES", CFG_BOOL, CFG_AT(limits.allow_delayed_quotes), 0, 0,
      NULL},
+    /* The further controls (reference/risk-controls.md section 5). A buffer
+     * of 100% is allowed: it makes the account sell-only. Basis points stop
+     * at 10000 (100%): no sensible collar, passive distance or spread lies
+     * beyond. Percentages of net liquidation go to 10000% for margin. */
+    {"IBKR_CASH_BUFFER_PCT", CFG_NUM0, CFG_AT(limits.cash_buffer_pct), 0, 100,
+     "is not a percentage from 0 to 100"},
+    {"IBKR_COLLAR_BPS", CFG_NUM, CFG_AT(limits.collar_bps), 0, 10000,
+     "is not a number of basis points greater than 0 and at most 10000"},
+    {"IBKR_PASSIVE_MAX_BPS", CFG_NUM, CFG_AT(limits.passive_max_bps), 0, 10000,
+     "is not a number of basis points greater than 0 and at most 10000"},
+    {"IBKR_MIN_PRICE", CFG_NUM0, CFG_AT(limits.min_price), 0, HUGE_VAL,
+     "is not a price of at least 0 (0 turns the floor off)"},
+    {"IBKR_MAX_SPREAD_BPS", CFG_NUM, CFG_AT(limits.max_spread_bps), 0, 10000,
+     "is not a number of basis points greater than 0 and at most 10000"},
+    {"IBKR_MAX_POSITION_PCT_NLV", CFG_NUM, CFG_AT(limits.max_position_pct_nlv), 0, 10000,
+     "is not a percentage greater than 0 and at most 10000"},
+    {"IBKR_MAX_GROSS_PCT_NLV", CFG_NUM, CFG_AT(limits.max_gross_pct_nlv), 0, 10000,
+     "is not a percentage greater than 0 and at most 10000"},
+    {"IBKR_MAX_OPEN_ORDERS", CFG_INT, CFG_AT(limits.max_open_orders), 0, 2147483647.0,
+     "is not a whole number of at least 0 (0 turns the check off)"},
+    {"IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", CFG_INT, CFG_AT(limits.max_open_orders_per_symbol), 0,
+     2147483647.0, "is not a whole number of at least 0 (0 turns the check off)"},
+    {"IBKR_MAX_ORDERS_PER_MIN", CFG_INT, CFG_AT(limits.max_orders_per_min), 0, 2147483647.0,
+     "is not a whole number of at least 0 (0 turns the check off)"},
+    {"IBKR_MAX_ORDERS_PER_HOUR", CFG_INT, CFG_AT(limits.max_orders_per_hour), 0,
+     2147483647.0, "is not a whole number of at least 0 (0 turns the check off)"},
+    {"IBKR_DUP_WINDOW_S", CFG_NUM0, CFG_AT(limits.dup_window_s), 0, 86400,
+     "is not a number of seconds from 0 to 86400 (0 turns the check off)"},
+    {"IBKR_MAX_DAILY_NOTIONAL", CFG_NUM, CFG_AT(limits.max_daily_notional), 0, HUGE_VAL,
+     "is not a positive number"},
+    {"IBKR_MAX_DAILY_LOSS", CFG_NUM0, CFG_AT(limits.max_daily_loss), 0, HUGE_VAL,
+     "is not an amount of at least 0 (0 turns the check off)"},
+    {"IBKR_MAX_CONSECUTIVE_REJECTS", CFG_INT, CFG_AT(limits.max_consecutive_rejects), 0,
+     2147483647.0, "is not a whole number of at least 0 (0 turns the check off)"},
 };
 
 /* ---- per-kind parsers ---------------------------------------------------- */
@@ -432,6 +485,14 @@ static int cfg_apply(im_config *c, const cfg_var *var, const char *raw, char *v,
         if (cfg_parse_double(v, &d) != 0 || !(d > var->lo) || !(d <= var->hi))
             return cfg_fail(err, errlen, var->name, raw, "%s", var->expect);
         *(double *)(void *)field = var->kind == CFG_NUM_MS ? d / 1000.0 : d;
+        return 0;
+
+    case CFG_NUM0:
+        /* Both bounds inclusive; "-0" is 0, stored as +0 so that it prints
+         * as 0 wherever it is reported. */
+        if (cfg_parse_double(v, &d) != 0 || !(d >= var->lo) || !(d <= var->hi))
+            return cfg_fail(err, errlen, var->name, raw, "%s", var->expect);
+        *(double *)(void *)field = d == 0 ? 0.0 : d;
         return 0;
 
     case CFG_PATH:

@@ -12,7 +12,18 @@
  * approval. Every double that reaches a comparison has passed isfinite()
  * first (NaN compares false, so `nan > cap` would silently pass), and money
  * caps are compared in whole cents so that a cap is exact at its boundary:
- * $20,000.00 passes a $20,000 cap and $20,000.01 fails. */
+ * $20,000.00 passes a $20,000 cap and $20,000.01 fails. Distances in basis
+ * points are compared in units of 1e-4 bp for the same reason.
+ *
+ * Exits are privileged but bounded (reference/risk-controls.md section 4,
+ * rule 6). An order is exposure-reducing when |position +/- quantity| <
+ * |position| for the order alone; such an order skips the checks that
+ * exist to stop new exposure (buying power, concentration, gross exposure,
+ * daily loss, the price floor) but never the kill switch, the reject
+ * breaker, input sanity, the collar or the duplicate check. (The position
+ * cap has its own test on the projected position, working orders
+ * included.) A missing account snapshot refuses every order, exits
+ * included: the engine does not decide without one. */
 #include "risk.h"
 
 #include <limits.h>
@@ -251,6 +262,21 @@ static size_t risk_sanity(im_risk_result *r, const im_risk_input *in) {
     if (!isfinite(in->preview_ref_price) || in->preview_ref_price < 0)
         im_risk_reject(r, "RISK_INVALID_INPUT", "Preview reference price %g is not usable.",
                        in->preview_ref_price);
+    /* The counters behind the order-flow checks. A negative count or an
+     * age that is not a number would let a check pass by accident. (An
+     * unknown P&L is allowed: NAN is how the caller says so, and the daily
+     * loss check refuses new exposure on it.) */
+    if (in->open_orders_total < 0 || in->open_orders_symbol < 0 ||
+        in->orders_last_minute < 0 || in->orders_last_hour < 0 ||
+        in->consecutive_rejects < 0 || !isfinite(in->notional_today) ||
+        in->notional_today < 0 || !isfinite(in->same_order_age))
+        im_risk_reject(r, "RISK_INVALID_INPUT",
+                       "Order counters are not usable (open orders %d, %d in this symbol, %d "
+                       "in the last minute, %d in the last hour, %d rejects in a row, %g "
+                       "submitted today, identical order %g s ago).",
+                       in->open_orders_total, in->open_orders_symbol, in->orders_last_minute,
+                       in->orders_last_hour, in->consecutive_rejects, in->notional_today,
+                       in->same_order_age);
     return r->nreasons - before;
 }
 
@@ -434,6 +460,332 @@ static void risk_drift(im_risk_result *r, const im_limits *l, const im_risk_inpu
                    sym, bps / 100.0, a, b, l->max_drift_bps / 100.0);
 }
 
+/* ---- the further controls (reference/risk-controls.md section 5) ------- */
+
+/* 1 when bps is more than limit_bps, both compared in units of 1e-4 bp so
+ * that a distance exactly at the limit passes despite binary rounding in
+ * the division that produced it. */
+static int risk_bps_over(double bps, double limit_bps) {
+    return risk_fixed(bps, 1e4) > risk_fixed(limit_bps, 1e4);
+}
+
+/* Would the order trade on arrival? MKT does, and so does a stop once
+ * triggered (it becomes a market order); a limit does when it reaches the
+ * other side's touch. A stop-limit's limit only matters after the trigger,
+ * so it is not judged against today's touch. */
+static int risk_marketable(const im_order *o, const im_quote *q) {
+    switch (o->type) {
+    case IM_OT_MKT:
+    case IM_OT_STP:
+        return 1;
+    case IM_OT_LMT:
+        return o->side == IM_SIDE_BUY ? o->limit_price >= q->ask : o->limit_price <= q->bid;
+    case IM_OT_STP_LMT:
+        return 0;
+    }
+    return 0;
+}
+
+/* The reject breaker: after max_consecutive_rejects rejections at place in
+ * a row the session halts; this reason says why. */
+static void risk_breaker(im_risk_result *r, const im_limits *l, const im_risk_input *in) {
+    if (l->max_consecutive_rejects <= 0 || in->consecutive_rejects < l->max_consecutive_rejects)
+        return;
+    im_risk_reject(r, "RISK_REJECT_BREAKER",
+                   "%d orders in a row were rejected (the limit is %d); trading stops until "
+                   "an operator resumes it.",
+                   in->consecutive_rejects, l->max_consecutive_rejects);
+}
+
+/* The penny-stock guard: the market price and the order's own limit must
+ * both be at least min_price. Only for orders that add exposure: a position
+ * whose price has fallen below the floor must still be sellable. q is NULL
+ * without a usable quote (the limit alone is judged then). */
+static void risk_floor(im_risk_result *r, const im_limits *l, const im_order *o,
+                       const im_quote *q) {
+    char a[48], b[48];
+    const char *what = NULL;
+    double px = 0;
+    long long floor_units = risk_fixed(l->min_price, 1e4);
+
+    if (!(l->min_price > 0))
+        return;
+    if (q != NULL) {
+        px = o->side == IM_SIDE_BUY ? q->ask : q->bid;
+        what = o->side == IM_SIDE_BUY ? "The ask" : "The bid";
+    }
+    if (what == NULL || risk_fixed(px, 1e4) >= floor_units) {
+        what = NULL;
+        if ((o->type == IM_OT_LMT || o->type == IM_OT_STP_LMT) &&
+            risk_fixed(o->limit_price, 1e4) < floor_units) {
+            px = o->limit_price;
+            what = "The limit price";
+        }
+    }
+    if (what == NULL)
+        return;
+    risk_fmt_price(px, a, sizeof a);
+    risk_fmt_price(l->min_price, b, sizeof b);
+    im_risk_reject(r, "RISK_PRICE_FLOOR",
+                   "%s %s is below the minimum price %s; low-priced stocks are not bought or "
+                   "sold short.",
+                   what, a, b);
+}
+
+/* A marketable limit may reach at most collar_bps beyond the touch: buy
+ * (limit - ask) / ask, sell (bid - limit) / bid. */
+static void risk_collar(im_risk_result *r, const im_limits *l, const im_order *o,
+                        const im_quote *q) {
+    char a[48], b[48];
+    double touch, bps;
+    int buy = o->side == IM_SIDE_BUY;
+
+    if (o->type != IM_OT_LMT || !risk_marketable(o, q))
+        return;
+    touch = buy ? q->ask : q->bid;
+    bps = (buy ? o->limit_price - touch : touch - o->limit_price) / touch * 10000.0;
+    if (!risk_bps_over(bps, l->collar_bps))
+        return;
+    risk_fmt_price(o->limit_price, a, sizeof a);
+    risk_fmt_price(touch, b, sizeof b);
+    im_risk_reject(r, "RISK_PRICE_COLLAR",
+                   "%s limit %s is %.2f%% %s the %s %s; a marketable limit may reach at most "
+                   "%.2f%% beyond it.",
+                   buy ? "Buy" : "Sell", a, bps / 100.0, buy ? "above" : "below",
+                   buy ? "ask" : "bid", b, l->collar_bps / 100.0);
+}
+
+/* A resting limit far from its own side's touch is most likely a typo
+ * (15 for 150): buy (bid - limit) / bid, sell (limit - ask) / ask. */
+static void risk_far(im_risk_result *r, const im_limits *l, const im_order *o,
+                     const im_quote *q) {
+    char a[48], b[48];
+    double touch, bps;
+    int buy = o->side == IM_SIDE_BUY;
+
+    if (o->type != IM_OT_LMT)
+        return;
+    touch = buy ? q->bid : q->ask;
+    if (buy ? !(o->limit_price < touch) : !(o->limit_price > touch))
+        return;
+    bps = (buy ? touch - o->limit_price : o->limit_price - touch) / touch * 10000.0;
+    if (!risk_bps_over(bps, l->passive_max_bps))
+        return;
+    risk_fmt_price(o->limit_price, a, sizeof a);
+    risk_fmt_price(touch, b, sizeof b);
+    im_risk_reject(r, "RISK_PRICE_FAR_FROM_MARKET",
+                   "%s limit %s is %.2f%% %s the %s %s; a resting limit may be at most %.2f%% "
+                   "from it. Check the price for a typo.",
+                   buy ? "Buy" : "Sell", a, bps / 100.0, buy ? "below" : "above",
+                   buy ? "bid" : "ask", b, l->passive_max_bps / 100.0);
+}
+
+/* A marketable order in a wide market fills far from fair value:
+ * (ask - bid) / mid must not exceed max_spread_bps. */
+static void risk_spread(im_risk_result *r, const im_limits *l, const im_order *o,
+                        const im_quote *q, const char *sym) {
+    char a[48], b[48];
+    double bps;
+
+    if (!risk_marketable(o, q))
+        return;
+    bps = (q->ask - q->bid) / ((q->ask + q->bid) / 2.0) * 10000.0;
+    if (!risk_bps_over(bps, l->max_spread_bps))
+        return;
+    risk_fmt_price(q->bid, a, sizeof a);
+    risk_fmt_price(q->ask, b, sizeof b);
+    im_risk_reject(r, "RISK_WIDE_SPREAD",
+                   "The spread of %s is %.2f%% of the mid (bid %s, ask %s); an order that "
+                   "trades on arrival needs a spread of at most %.2f%%.",
+                   sym, bps / 100.0, a, b, l->max_spread_bps / 100.0);
+}
+
+static const char *risk_account_kind(const im_account *a) {
+    if (strncmp(a->account_type, "CASH", sizeof a->account_type) == 0)
+        return "cash account";
+    if (strncmp(a->account_type, "MARGIN", sizeof a->account_type) == 0)
+        return "margin account";
+    return "account";
+}
+
+/* The checks that size the order against the account. A missing or
+ * non-finite snapshot is one reason (fail closed), not one per check. An
+ * exposure-reducing order skips the sizing checks. */
+static void risk_account(im_risk_result *r, const im_limits *l, const im_risk_input *in,
+                         int reducing, const char *sym) {
+    const im_account *a = in->account;
+    char m1[64], m2[64], m3[64], m4[64];
+    double nlv, px = r->pricing_price, notional = r->notional;
+
+    if (a == NULL) {
+        im_risk_reject(r, "RISK_NO_ACCOUNT",
+                       "No account snapshot could be read; orders need the account's buying "
+                       "power and net liquidation.");
+        return;
+    }
+    if (!isfinite(a->net_liquidation) || !isfinite(a->cash) || !isfinite(a->buying_power) ||
+        !isfinite(in->gross_position_value) || in->gross_position_value < 0) {
+        im_risk_fmt_money(a->net_liquidation, m1, sizeof m1);
+        im_risk_fmt_money(a->cash, m2, sizeof m2);
+        im_risk_fmt_money(a->buying_power, m3, sizeof m3);
+        im_risk_fmt_money(in->gross_position_value, m4, sizeof m4);
+        im_risk_reject(r, "RISK_NO_ACCOUNT",
+                       "Account figures are not usable (net liquidation %s, cash %s, buying "
+                       "power %s, gross positions %s).",
+                       m1, m2, m3, m4);
+        return;
+    }
+    if (reducing || !(px > 0))
+        return;
+    nlv = a->net_liquidation;
+
+    /* Buying power. For a cash account the broker's figure already nets
+     * the working buys, so this is the cash-cannot-overspend rule. */
+    if (in->order->side == IM_SIDE_BUY) {
+        double bp = a->buying_power;
+        double avail = bp > 0 ? bp * (1.0 - l->cash_buffer_pct / 100.0) : bp;
+        if (risk_cents(notional) > risk_cents(avail)) {
+            im_risk_fmt_money(notional, m1, sizeof m1);
+            im_risk_fmt_money(bp, m2, sizeof m2);
+            im_risk_fmt_money(avail, m3, sizeof m3);
+            if (l->cash_buffer_pct > 0)
+                im_risk_reject(r, "RISK_BUYING_POWER",
+                               "Order needs %s but buying power is %s (%s; %g%% kept free "
+                               "leaves %s).",
+                               m1, m2, risk_account_kind(a), l->cash_buffer_pct, m3);
+            else
+                im_risk_reject(r, "RISK_BUYING_POWER",
+                               "Order needs %s but buying power is %s (%s; 0%% kept free).", m1,
+                               m2, risk_account_kind(a));
+        }
+    }
+
+    /* The percentage checks cannot size anything against a net
+     * liquidation that is zero or negative (and must not divide by it). */
+    if (risk_cents(nlv) <= 0) {
+        im_risk_fmt_money(nlv, m1, sizeof m1);
+        im_risk_reject(r, "RISK_CONCENTRATION",
+                       "Net liquidation is %s, so no position can be sized against it; only "
+                       "orders that reduce a position are allowed.",
+                       m1);
+        im_risk_reject(r, "RISK_GROSS_EXPOSURE",
+                       "Net liquidation is %s, so gross exposure cannot be sized against it; "
+                       "only orders that reduce a position are allowed.",
+                       m1);
+        return;
+    }
+
+    {
+        double pos_value = fabs(r->projected_position) * px;
+        double cap = nlv * l->max_position_pct_nlv / 100.0;
+        if (risk_cents(pos_value) > risk_cents(cap)) {
+            im_risk_fmt_money(pos_value, m1, sizeof m1);
+            im_risk_fmt_money(nlv, m2, sizeof m2);
+            im_risk_fmt_money(cap, m3, sizeof m3);
+            im_risk_reject(r, "RISK_CONCENTRATION",
+                           "Resulting position in %s of %s would be %.2f%% of net liquidation "
+                           "%s; the limit is %g%% (%s).",
+                           sym, m1, pos_value / nlv * 100.0, m2, l->max_position_pct_nlv, m3);
+        }
+    }
+    {
+        double gross = in->gross_position_value + notional;
+        double cap = nlv * l->max_gross_pct_nlv / 100.0;
+        if (risk_cents(gross) > risk_cents(cap)) {
+            char m5[64];
+            im_risk_fmt_money(gross, m1, sizeof m1);
+            im_risk_fmt_money(in->gross_position_value, m2, sizeof m2);
+            im_risk_fmt_money(notional, m3, sizeof m3);
+            im_risk_fmt_money(nlv, m4, sizeof m4);
+            im_risk_fmt_money(cap, m5, sizeof m5);
+            im_risk_reject(r, "RISK_GROSS_EXPOSURE",
+                           "Gross exposure would be %s (positions %s + this order %s), %.2f%% "
+                           "of net liquidation %s; the limit is %g%% (%s).",
+                           m1, m2, m3, gross / nlv * 100.0, m4, l->max_gross_pct_nlv, m5);
+        }
+    }
+}
+
+/* Today's totals: the notional turnover cap (every order) and the daily
+ * loss limit (orders that add exposure; an unknown P&L counts as a
+ * breach while the limit is on). */
+static void risk_daily(im_risk_result *r, const im_limits *l, const im_risk_input *in,
+                       int reducing) {
+    char a[64], b[64], c[64], d[64];
+
+    if (r->pricing_price > 0) {
+        double total = in->notional_today + r->notional;
+        if (risk_cents(total) > risk_cents(l->max_daily_notional)) {
+            im_risk_fmt_money(total, a, sizeof a);
+            im_risk_fmt_money(in->notional_today, b, sizeof b);
+            im_risk_fmt_money(r->notional, c, sizeof c);
+            im_risk_fmt_money(l->max_daily_notional, d, sizeof d);
+            im_risk_reject(r, "RISK_DAILY_NOTIONAL_LIMIT",
+                           "Daily notional would reach %s (%s submitted today + this order "
+                           "%s); the daily cap is %s.",
+                           a, b, c, d);
+        }
+    }
+
+    if (!(l->max_daily_loss > 0) || reducing)
+        return;
+    im_risk_fmt_money(l->max_daily_loss, b, sizeof b);
+    if (!isfinite(in->pnl_today)) {
+        im_risk_reject(r, "RISK_DAILY_LOSS",
+                       "Today's P&L is unknown, so the daily loss limit of %s cannot be "
+                       "checked; only orders that reduce a position are allowed.",
+                       b);
+    } else if (risk_cents(in->pnl_today) <= -risk_cents(l->max_daily_loss)) {
+        im_risk_fmt_money(in->pnl_today, a, sizeof a);
+        im_risk_reject(r, "RISK_DAILY_LOSS",
+                       "Daily loss limit reached: P&L today is %s and the limit is %s; only "
+                       "orders that reduce a position are allowed until the next trading day.",
+                       a, b);
+    }
+}
+
+/* Order flow: working orders, the submit rate (at place: a preview submits
+ * nothing) and identical orders in quick succession. */
+static void risk_flow(im_risk_result *r, const im_limits *l, const im_risk_input *in,
+                      const char *sym) {
+    const im_order *o = in->order;
+
+    if (l->max_open_orders > 0 && in->open_orders_total >= l->max_open_orders)
+        im_risk_reject(r, "RISK_OPEN_ORDERS",
+                       "%d orders are already working; the limit is %d open orders.",
+                       in->open_orders_total, l->max_open_orders);
+    if (l->max_open_orders_per_symbol > 0 &&
+        in->open_orders_symbol >= l->max_open_orders_per_symbol)
+        im_risk_reject(r, "RISK_OPEN_ORDERS",
+                       "%d orders are already working in %s; the limit is %d per symbol.",
+                       in->open_orders_symbol, sym, l->max_open_orders_per_symbol);
+
+    if (in->stage == IM_RISK_PLACE) {
+        if (l->max_orders_per_min > 0 && in->orders_last_minute >= l->max_orders_per_min)
+            im_risk_reject(r, "RISK_RATE_LIMIT",
+                           "%d orders were submitted in the last minute; the limit is %d per "
+                           "minute.",
+                           in->orders_last_minute, l->max_orders_per_min);
+        if (l->max_orders_per_hour > 0 && in->orders_last_hour >= l->max_orders_per_hour)
+            im_risk_reject(r, "RISK_RATE_LIMIT",
+                           "%d orders were submitted in the last hour; the limit is %d per "
+                           "hour.",
+                           in->orders_last_hour, l->max_orders_per_hour);
+    }
+
+    if (l->dup_window_s > 0 && in->same_order_age >= 0 && in->same_order_age < l->dup_window_s) {
+        char q[48];
+        risk_fmt_qty(o->quantity, q, sizeof q);
+        im_risk_reject(r, "RISK_DUPLICATE",
+                       "An identical order (%s %s %s %s) was submitted %g s ago; identical "
+                       "orders within %g s are refused as duplicates.",
+                       im_side_str(o->side), q, sym, im_order_type_str(o->type),
+                       in->same_order_age, l->dup_window_s);
+    }
+}
+
+static int risk_nonneg(double v) { return isfinite(v) && v >= 0; }
+
 /* The limits are operator-validated at start-up (config.c), but a cap that
  * is NaN would pass every order, so the engine refuses to decide on one. */
 static int risk_limits_ok(const im_limits *l) {
@@ -443,14 +795,22 @@ static int risk_limits_ok(const im_limits *l) {
            isfinite(l->mkt_protect_bps) && l->mkt_protect_bps >= 0 &&
            l->mkt_protect_bps < 10000 && isfinite(l->max_drift_bps) &&
            l->max_drift_bps >= 0 && isfinite(l->max_quote_age_s) && l->max_quote_age_s >= 0 &&
-           l->max_daily_orders >= 0 && l->nwhitelist <= IM_WHITELIST_MAX;
+           l->max_daily_orders >= 0 && l->nwhitelist <= IM_WHITELIST_MAX &&
+           risk_nonneg(l->cash_buffer_pct) && l->cash_buffer_pct <= 100 &&
+           risk_nonneg(l->collar_bps) && risk_nonneg(l->passive_max_bps) &&
+           risk_nonneg(l->min_price) && risk_nonneg(l->max_spread_bps) &&
+           risk_nonneg(l->max_position_pct_nlv) && risk_nonneg(l->max_gross_pct_nlv) &&
+           l->max_open_orders >= 0 && l->max_open_orders_per_symbol >= 0 &&
+           l->max_orders_per_min >= 0 && l->max_orders_per_hour >= 0 &&
+           risk_nonneg(l->dup_window_s) && risk_nonneg(l->max_daily_notional) &&
+           risk_nonneg(l->max_daily_loss) && l->max_consecutive_rejects >= 0;
 }
 
 int im_risk_check(const im_limits *l, const im_risk_input *in, im_risk_result *out) {
     const im_order *o;
     const char *sym;
     size_t insane;
-    int usable;
+    int usable, reducing;
 
     if (out != NULL)
         memset(out, 0, sizeof *out); /* approved = 0 until proven otherwise */
@@ -467,6 +827,8 @@ int im_risk_check(const im_limits *l, const im_risk_input *in, im_risk_result *o
                        "Trading is halted: %s. Only an operator can resume trading.",
                        in->halt_reason != NULL && in->halt_reason[0] != '\0' ? in->halt_reason
                                                                          : "no reason given");
+    /* So is the reject breaker, which explains why the session halted. */
+    risk_breaker(out, l, in);
 
     /* Sanity first: no other check can reason about a malformed order or
      * unusable limits, so stop here with only these reasons. */
@@ -478,6 +840,11 @@ int im_risk_check(const im_limits *l, const im_risk_input *in, im_risk_result *o
     }
     if (insane > 0)
         return 0;
+
+    /* Computed on the order alone (working orders aside), so that an exit
+     * stays an exit whatever else is working. */
+    reducing = fabs(in->position_qty + (o->side == IM_SIDE_BUY ? o->quantity : -o->quantity)) <
+               fabs(in->position_qty);
 
     if (!im_limits_symbol_allowed(l, sym))
         risk_whitelist(out, l, sym);
@@ -493,13 +860,23 @@ int im_risk_check(const im_limits *l, const im_risk_input *in, im_risk_result *o
 
     if (usable)
         risk_trigger(out, o, in->quote);
+    if (!reducing)
+        risk_floor(out, l, o, usable ? in->quote : NULL);
+    if (usable) {
+        risk_collar(out, l, o, in->quote);
+        risk_far(out, l, o, in->quote);
+        risk_spread(out, l, o, in->quote, sym);
+    }
     risk_caps(out, l, in);
     risk_short(out, l, in, sym);
+    risk_account(out, l, in, reducing, sym);
 
     if (in->orders_today >= l->max_daily_orders)
         im_risk_reject(out, "RISK_DAILY_ORDER_LIMIT",
                        "Daily order limit reached: %d of %d orders submitted today.",
                        in->orders_today, l->max_daily_orders);
+    risk_daily(out, l, in, reducing);
+    risk_flow(out, l, in, sym);
 
     risk_drift(out, l, in, sym);
 

@@ -2,6 +2,8 @@
  * behind a fake getenv, so every case is explicit and no test depends on the
  * real environment (except the state-directory defaults, which are read
  * from the real one by design; those tests set it in their forked child). */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +13,7 @@
 #include "log.h"
 #include "test.h"
 
-#define ENV_MAX 16
+#define ENV_MAX 64
 
 static struct { const char *name; const char *value; } env[ENV_MAX];
 static size_t nenv;
@@ -79,6 +81,11 @@ static const char *const numeric_vars[] = {
     "IBKR_SIM_CASH", "IBKR_MAX_LINE_BYTES", "IBKR_MAX_ORDER_QTY",
     "IBKR_MAX_ORDER_NOTIONAL", "IBKR_MAX_POSITION_NOTIONAL", "IBKR_MAX_DAILY_ORDERS",
     "IBKR_MKT_PROTECT_BPS", "IBKR_MAX_DRIFT_BPS", "IBKR_MAX_QUOTE_AGE_MS",
+    "IBKR_CASH_BUFFER_PCT", "IBKR_COLLAR_BPS", "IBKR_PASSIVE_MAX_BPS", "IBKR_MIN_PRICE",
+    "IBKR_MAX_SPREAD_BPS", "IBKR_MAX_POSITION_PCT_NLV", "IBKR_MAX_GROSS_PCT_NLV",
+    "IBKR_MAX_OPEN_ORDERS", "IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", "IBKR_MAX_ORDERS_PER_MIN",
+    "IBKR_MAX_ORDERS_PER_HOUR", "IBKR_DUP_WINDOW_S", "IBKR_MAX_DAILY_NOTIONAL",
+    "IBKR_MAX_DAILY_LOSS", "IBKR_MAX_CONSECUTIVE_REJECTS",
 };
 
 static const char *const bool_vars[] = {
@@ -119,6 +126,21 @@ TEST(config_defaults) {
     ASSERT_NEAR(c.limits.max_drift_bps, 500, 0);
     ASSERT_NEAR(c.limits.max_quote_age_s, 60, 0);
     ASSERT_EQ(c.limits.allow_delayed_quotes, 0);
+    ASSERT_NEAR(c.limits.cash_buffer_pct, 0, 0);
+    ASSERT_NEAR(c.limits.collar_bps, 1000, 0);
+    ASSERT_NEAR(c.limits.passive_max_bps, 5000, 0);
+    ASSERT_NEAR(c.limits.min_price, 0, 0);
+    ASSERT_NEAR(c.limits.max_spread_bps, 1000, 0);
+    ASSERT_NEAR(c.limits.max_position_pct_nlv, 100, 0);
+    ASSERT_NEAR(c.limits.max_gross_pct_nlv, 200, 0);
+    ASSERT_EQ(c.limits.max_open_orders, 100);
+    ASSERT_EQ(c.limits.max_open_orders_per_symbol, 20);
+    ASSERT_EQ(c.limits.max_orders_per_min, 30);
+    ASSERT_EQ(c.limits.max_orders_per_hour, 300);
+    ASSERT_NEAR(c.limits.dup_window_s, 0, 0);
+    ASSERT_NEAR(c.limits.max_daily_notional, 1000000, 0);
+    ASSERT_NEAR(c.limits.max_daily_loss, 0, 0);
+    ASSERT_EQ(c.limits.max_consecutive_rejects, 10);
 }
 
 TEST(config_default_state_dir_home) {
@@ -279,6 +301,14 @@ TEST(config_every_error_names_its_variable) {
         {"IBKR_MAX_DAILY_ORDERS", "x"}, {"IBKR_MKT_PROTECT_BPS", "x"},
         {"IBKR_MAX_DRIFT_BPS", "x"},    {"IBKR_MAX_QUOTE_AGE_MS", "x"},
         {"IBKR_ALLOW_DELAYED_QUOTES", "x"},
+        {"IBKR_CASH_BUFFER_PCT", "x"},  {"IBKR_COLLAR_BPS", "x"},
+        {"IBKR_PASSIVE_MAX_BPS", "x"},  {"IBKR_MIN_PRICE", "x"},
+        {"IBKR_MAX_SPREAD_BPS", "x"},   {"IBKR_MAX_POSITION_PCT_NLV", "x"},
+        {"IBKR_MAX_GROSS_PCT_NLV", "x"}, {"IBKR_MAX_OPEN_ORDERS", "x"},
+        {"IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", "x"}, {"IBKR_MAX_ORDERS_PER_MIN", "x"},
+        {"IBKR_MAX_ORDERS_PER_HOUR", "x"}, {"IBKR_DUP_WINDOW_S", "x"},
+        {"IBKR_MAX_DAILY_NOTIONAL", "x"}, {"IBKR_MAX_DAILY_LOSS", "x"},
+        {"IBKR_MAX_CONSECUTIVE_REJECTS", "x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char want[128];
@@ -679,3 +709,253 @@ TEST(config_symbol_allowed) {
     ASSERT_EQ(im_limits_symbol_allowed(&c.limits, ""), 0);
     ASSERT_EQ(im_limits_symbol_allowed(&c.limits, "MSFT"), 0);
 }
+
+/* ---- the further controls ------------------------------------------------ */
+
+/* The value a further-control variable landed in, as a double. */
+static double further_value(const im_config *c, const char *name) {
+    const im_limits *l = &c->limits;
+    static const struct { const char *name; size_t off; int is_int; } fields[] = {
+        {"IBKR_CASH_BUFFER_PCT", offsetof(im_limits, cash_buffer_pct), 0},
+        {"IBKR_COLLAR_BPS", offsetof(im_limits, collar_bps), 0},
+        {"IBKR_PASSIVE_MAX_BPS", offsetof(im_limits, passive_max_bps), 0},
+        {"IBKR_MIN_PRICE", offsetof(im_limits, min_price), 0},
+        {"IBKR_MAX_SPREAD_BPS", offsetof(im_limits, max_spread_bps), 0},
+        {"IBKR_MAX_POSITION_PCT_NLV", offsetof(im_limits, max_position_pct_nlv), 0},
+        {"IBKR_MAX_GROSS_PCT_NLV", offsetof(im_limits, max_gross_pct_nlv), 0},
+        {"IBKR_MAX_OPEN_ORDERS", offsetof(im_limits, max_open_orders), 1},
+        {"IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", offsetof(im_limits, max_open_orders_per_symbol), 1},
+        {"IBKR_MAX_ORDERS_PER_MIN", offsetof(im_limits, max_orders_per_min), 1},
+        {"IBKR_MAX_ORDERS_PER_HOUR", offsetof(im_limits, max_orders_per_hour), 1},
+        {"IBKR_DUP_WINDOW_S", offsetof(im_limits, dup_window_s), 0},
+        {"IBKR_MAX_DAILY_NOTIONAL", offsetof(im_limits, max_daily_notional), 0},
+        {"IBKR_MAX_DAILY_LOSS", offsetof(im_limits, max_daily_loss), 0},
+        {"IBKR_MAX_CONSECUTIVE_REJECTS", offsetof(im_limits, max_consecutive_rejects), 1},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (strcmp(fields[i].name, name) == 0) {
+            const char *p = (const char *)l + fields[i].off;
+            return fields[i].is_int ? (double)*(const int *)(const void *)p
+                                    : *(const double *)(const void *)p;
+        }
+    }
+    im_test_fail(__FILE__, __LINE__, "no field for %s", name);
+}
+
+/* Each variable's boundaries: what is accepted (and the value stored) and
+ * what is refused. "0 = off" settings accept 0; the others must be > 0. */
+static const struct {
+    const char *name;
+    const char *good[5];
+    double want[5];
+    const char *bad[5];
+} further_cases[] = {
+    {"IBKR_CASH_BUFFER_PCT", {"0", "2", "2.5", "100", "-0"}, {0, 2, 2.5, 100, 0},
+     {"100.01", "-0.5", "-1", "1e3", NULL}},
+    {"IBKR_COLLAR_BPS", {"200", "0.5", "10000", " 1000 ", NULL}, {200, 0.5, 10000, 1000},
+     {"0", "-0", "10000.01", "-200", NULL}},
+    {"IBKR_PASSIVE_MAX_BPS", {"2000", "10000", "1", NULL}, {2000, 10000, 1},
+     {"0", "10001", "-1", NULL}},
+    {"IBKR_MIN_PRICE", {"0", "1", "0.0001", "5", "-0"}, {0, 1, 0.0001, 5, 0},
+     {"-0.01", "-1", NULL}},
+    {"IBKR_MAX_SPREAD_BPS", {"100", "10000", "0.1", NULL}, {100, 10000, 0.1},
+     {"0", "10000.5", "-100", NULL}},
+    {"IBKR_MAX_POSITION_PCT_NLV", {"20", "0.5", "10000", NULL}, {20, 0.5, 10000},
+     {"0", "10000.01", "-20", NULL}},
+    {"IBKR_MAX_GROSS_PCT_NLV", {"100", "400", "10000", NULL}, {100, 400, 10000},
+     {"0", "20000", "-1", NULL}},
+    {"IBKR_MAX_OPEN_ORDERS", {"0", "10", "2147483647", "+5", NULL}, {0, 10, 2147483647.0, 5},
+     {"1.5", "2147483648", "1e3", "-1", "10.0"}},
+    {"IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", {"0", "2", NULL}, {0, 2},
+     {"2.0", "-2", NULL}},
+    {"IBKR_MAX_ORDERS_PER_MIN", {"0", "5", NULL}, {0, 5}, {"5.5", "-5", NULL}},
+    {"IBKR_MAX_ORDERS_PER_HOUR", {"0", "30", NULL}, {0, 30}, {"30x", "-30", NULL}},
+    {"IBKR_DUP_WINDOW_S", {"0", "60", "0.25", "86400", "-0"}, {0, 60, 0.25, 86400, 0},
+     {"86400.5", "-60", NULL}},
+    {"IBKR_MAX_DAILY_NOTIONAL", {"200000", "1e9", "0.01", NULL}, {200000, 1e9, 0.01},
+     {"0", "-0", "-200000", NULL}},
+    {"IBKR_MAX_DAILY_LOSS", {"0", "2000", "2000.50", "-0", NULL}, {0, 2000, 2000.5, 0},
+     {"-2000", "-0.01", NULL}},
+    {"IBKR_MAX_CONSECUTIVE_REJECTS", {"0", "3", NULL}, {0, 3}, {"3.5", "-3", NULL}},
+};
+
+TEST(config_further_limits_bounds) {
+    for (size_t v = 0; v < sizeof further_cases / sizeof further_cases[0]; v++) {
+        const char *name = further_cases[v].name;
+        for (size_t i = 0; i < 5 && further_cases[v].good[i] != NULL; i++) {
+            im_config c;
+            double got;
+            expect_good(&c, name, further_cases[v].good[i]);
+            got = further_value(&c, name);
+            if (got != further_cases[v].want[i])
+                im_test_fail(__FILE__, __LINE__, "%s='%s' stored %.17g, expected %.17g", name,
+                             further_cases[v].good[i], got, further_cases[v].want[i]);
+            /* "-0" is stored as 0, never as -0 (it would print "-0"). */
+            ASSERT(!signbit(got));
+        }
+        for (size_t i = 0; i < 5 && further_cases[v].bad[i] != NULL; i++)
+            expect_bad(name, further_cases[v].bad[i]);
+    }
+}
+
+TEST(config_further_limits_sentences) {
+    im_config c;
+    ASSERT_EQ(load_one(&c, "IBKR_COLLAR_BPS", "0"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_COLLAR_BPS='0' is not a number of basis points greater than 0 "
+                       "and at most 10000.");
+    ASSERT_EQ(load_one(&c, "IBKR_MAX_OPEN_ORDERS", "-1"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_MAX_OPEN_ORDERS='-1' is not a whole number of at least 0 (0 "
+                       "turns the check off).");
+    ASSERT_EQ(load_one(&c, "IBKR_CASH_BUFFER_PCT", "150"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_CASH_BUFFER_PCT='150' is not a percentage from 0 to 100.");
+    ASSERT_EQ(load_one(&c, "IBKR_MAX_DAILY_LOSS", "nan"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_MAX_DAILY_LOSS='nan' is not an amount of at least 0 (0 turns "
+                       "the check off).");
+    ASSERT_EQ(load_one(&c, "IBKR_DUP_WINDOW_S", "1e6"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_DUP_WINDOW_S='1e6' is not a number of seconds from 0 to 86400 "
+                       "(0 turns the check off).");
+    ASSERT_EQ(load_one(&c, "IBKR_MAX_POSITION_PCT_NLV", "0"), IM_ECONFIG);
+    ASSERT_STR_EQ(err, "IBKR_MAX_POSITION_PCT_NLV='0' is not a percentage greater than 0 "
+                       "and at most 10000.");
+}
+
+TEST(config_further_limits_refuse_overflow) {
+    /* Out of range for a double or an int is refused, not clamped; dollar
+     * amounts have no upper bound but must be finite. */
+    static const char *const ints[] = {
+        "IBKR_MAX_OPEN_ORDERS", "IBKR_MAX_OPEN_ORDERS_PER_SYMBOL", "IBKR_MAX_ORDERS_PER_MIN",
+        "IBKR_MAX_ORDERS_PER_HOUR", "IBKR_MAX_CONSECUTIVE_REJECTS",
+    };
+    im_config c;
+    for (size_t v = 0; v < sizeof further_cases / sizeof further_cases[0]; v++) {
+        expect_bad(further_cases[v].name, "1e400");
+        expect_bad(further_cases[v].name, "-1e400");
+    }
+    for (size_t v = 0; v < sizeof ints / sizeof ints[0]; v++)
+        expect_bad(ints[v], "99999999999999999999");
+    expect_good(&c, "IBKR_MAX_DAILY_NOTIONAL", "99999999999999999999");
+    ASSERT_NEAR(c.limits.max_daily_notional, 1e20, 0);
+}
+
+/* ---- examples/strict.env ------------------------------------------------- */
+
+#ifdef IM_TEST_SOURCE_DIR
+
+#define STRICT_MAX 64
+
+static char strict_names[STRICT_MAX][64];
+static char strict_values[STRICT_MAX][256];
+
+/* Reads examples/strict.env: blank lines and '#' comment lines are skipped,
+ * every other line must be NAME=value with an IBKR_ name and no inline
+ * comment (env-file loaders would keep it as part of the value). Returns
+ * the number of settings. */
+static size_t strict_read(void) {
+    const char *path = IM_TEST_SOURCE_DIR "/examples/strict.env";
+    char line[512];
+    size_t n = 0;
+    int lineno = 0;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL)
+        im_test_fail(__FILE__, __LINE__, "cannot open %s", path);
+    while (fgets(line, sizeof line, f) != NULL) {
+        size_t len = strlen(line);
+        char *eq;
+        lineno++;
+        if (len == sizeof line - 1 && line[len - 1] != '\n')
+            im_test_fail(__FILE__, __LINE__, "strict.env:%d is too long", lineno);
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (len == 0 || line[0] == '#')
+            continue;
+        eq = strchr(line, '=');
+        if (eq == NULL || strncmp(line, "IBKR_", 5) != 0)
+            im_test_fail(__FILE__, __LINE__, "strict.env:%d is not IBKR_NAME=value: %s", lineno,
+                         line);
+        *eq = '\0';
+        for (const char *p = line; *p != '\0'; p++)
+            if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+                im_test_fail(__FILE__, __LINE__, "strict.env:%d: bad name %s", lineno, line);
+        if (strchr(eq + 1, '#') != NULL || eq[1] == '\0' || eq[1] == ' ')
+            im_test_fail(__FILE__, __LINE__, "strict.env:%d: %s needs a bare value", lineno,
+                         line);
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(strict_names[k], line) == 0)
+                im_test_fail(__FILE__, __LINE__, "strict.env:%d sets %s twice", lineno, line);
+        if (n == STRICT_MAX || strlen(line) >= sizeof strict_names[0] ||
+            strlen(eq + 1) >= sizeof strict_values[0])
+            im_test_fail(__FILE__, __LINE__, "strict.env:%d does not fit the test", lineno);
+        memcpy(strict_names[n], line, strlen(line) + 1); /* lengths checked above */
+        memcpy(strict_values[n], eq + 1, strlen(eq + 1) + 1);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+TEST(config_strict_env_loads) {
+    size_t n = strict_read();
+    im_config c;
+
+    ASSERT(n >= 20);
+    /* Every name is one the loader reads: a bad value for it is refused
+     * (an unknown name would be ignored, and its line would do nothing). */
+    for (size_t i = 0; i < n; i++) {
+        if (load_one(&c, strict_names[i], "$") != IM_ECONFIG)
+            im_test_fail(__FILE__, __LINE__, "strict.env sets %s, which the loader ignores",
+                         strict_names[i]);
+        ASSERT_CONTAINS(err, strict_names[i]);
+    }
+    /* Each line alone, then all of them together. */
+    for (size_t i = 0; i < n; i++)
+        expect_good(&c, strict_names[i], strict_values[i]);
+    im_config_defaults(&c);
+    env_clear();
+    for (size_t i = 0; i < n; i++)
+        env_set(strict_names[i], strict_values[i]);
+    err[0] = '\0';
+    if (im_config_load(&c, fake_getenv, err, sizeof err) != 0)
+        im_test_fail(__FILE__, __LINE__, "strict.env refused: %s", err);
+
+    /* The strict profile of reference/risk-controls.md section 5. */
+    ASSERT_NEAR(c.limits.max_order_qty, 500, 0);
+    ASSERT_NEAR(c.limits.max_order_notional, 5000, 0);
+    ASSERT_NEAR(c.limits.max_position_notional, 10000, 0);
+    ASSERT_EQ(c.limits.allow_short, 0);
+    ASSERT(c.limits.nwhitelist > 0);
+    ASSERT_EQ(c.limits.max_daily_orders, 50);
+    ASSERT_NEAR(c.limits.mkt_protect_bps, 100, 0);
+    ASSERT_NEAR(c.limits.collar_bps, 200, 0);
+    ASSERT_NEAR(c.limits.passive_max_bps, 2000, 0);
+    ASSERT_NEAR(c.limits.min_price, 1, 0);
+    ASSERT_NEAR(c.limits.max_spread_bps, 100, 0);
+    ASSERT_NEAR(c.limits.max_quote_age_s, 5, 1e-12);
+    ASSERT_EQ(c.limits.allow_delayed_quotes, 0);
+    ASSERT_NEAR(c.limits.max_drift_bps, 50, 0);
+    ASSERT_NEAR(c.limits.max_position_pct_nlv, 20, 0);
+    ASSERT_NEAR(c.limits.max_gross_pct_nlv, 100, 0);
+    ASSERT_NEAR(c.limits.cash_buffer_pct, 2, 0);
+    ASSERT_EQ(c.limits.max_open_orders, 10);
+    ASSERT_EQ(c.limits.max_open_orders_per_symbol, 2);
+    ASSERT_EQ(c.limits.max_orders_per_min, 5);
+    ASSERT_EQ(c.limits.max_orders_per_hour, 30);
+    ASSERT_NEAR(c.limits.dup_window_s, 60, 0);
+    ASSERT_NEAR(c.limits.max_daily_notional, 200000, 0);
+    ASSERT_NEAR(c.limits.max_daily_loss, 2000, 0);
+    ASSERT_EQ(c.limits.max_consecutive_rejects, 3);
+    ASSERT_NEAR(c.token_ttl_s, 60, 0);
+    ASSERT_EQ(c.allow_live_account, 0);
+    /* The rails that are off by default are on in the strict profile. */
+    ASSERT(c.limits.min_price > 0 && c.limits.dup_window_s > 0 && c.limits.max_daily_loss > 0 &&
+           c.limits.cash_buffer_pct > 0);
+}
+
+#else
+
+TEST(config_strict_env_loads) {
+    /* Needs the source tree's path at compile time; see tests/CMakeLists.txt. */
+    printf("  skip config_strict_env_loads: IM_TEST_SOURCE_DIR is not defined\n");
+}
+
+#endif

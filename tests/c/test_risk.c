@@ -17,11 +17,23 @@
 static im_limits lim;
 static im_order ord;
 static im_quote quo;
+static im_account acct;
 static im_risk_input in;
 static im_risk_result res;
 
 /* Defaults everywhere: limits from im_config_defaults, a fresh real-time
- * quote, a flat position, a preview. */
+ * quote, a flat position, a preview, and a cash account of $1,000,000 (big
+ * enough that the account-based checks stay quiet unless a test sizes the
+ * account down), no identical order, a flat day. */
+static void set_account(const char *type, double nlv, double cash, double bp) {
+    memset(&acct, 0, sizeof acct);
+    snprintf(acct.account_id, sizeof acct.account_id, "DU0000001");
+    snprintf(acct.account_type, sizeof acct.account_type, "%s", type);
+    acct.net_liquidation = nlv;
+    acct.cash = cash;
+    acct.buying_power = bp;
+}
+
 static void setup(const char *sym, im_side side, double qty, im_order_type type, double lmt,
                   double stp) {
     im_config c;
@@ -46,11 +58,31 @@ static void setup(const char *sym, im_side side, double qty, im_order_type type,
     in.order = &ord;
     in.quote = &quo;
     in.now = NOW;
+    set_account("CASH", 1000000, 1000000, 1000000);
+    in.account = &acct;
+    in.same_order_age = -1;
+    in.pnl_today = 0;
 }
 
 static void set_quote(double bid, double ask) {
     quo.bid = bid;
     quo.ask = ask;
+}
+
+/* For tests about caps, triggers or drift that use limits far from the
+ * quote: the collar, passive-distance and spread checks are out of the way
+ * (they have their own tests below). */
+static void loosen_price_checks(void) {
+    lim.collar_bps = 1e9;
+    lim.passive_max_bps = 1e9;
+    lim.max_spread_bps = 1e9;
+}
+
+/* Likewise for the account-sized checks: an account too big to matter and
+ * no daily turnover cap. */
+static void loosen_account_checks(void) {
+    set_account("MARGIN", 1e300, 1e300, 1e300);
+    lim.max_daily_notional = 1e300;
 }
 
 static void run(void) { ASSERT_EQ(im_risk_check(&lim, &in, &res), 0); }
@@ -257,6 +289,8 @@ TEST(risk_sanity_limit_price) {
     ASSERT_STR_EQ(res.reasons[0].text, "Limit price is required for a LMT order (set limit_price).");
     /* The bound itself is a valid price. */
     setup("AAPL", IM_SIDE_SELL, 1, IM_OT_LMT, 1e7, 0);
+    set_quote(1e7 - 1, 1e7);
+    loosen_account_checks();
     lim.max_order_notional = 1e8;
     lim.allow_short = 1;
     lim.max_position_notional = 1e8;
@@ -678,6 +712,7 @@ TEST(risk_stop_trigger_side) {
 
 TEST(risk_qty_cap_boundary) {
     setup("F", IM_SIDE_BUY, 1000, IM_OT_LMT, 10, 0);
+    loosen_price_checks();
     lim.max_position_notional = 1e9;
     expect_approved();
     ord.quantity = 1001;
@@ -692,6 +727,7 @@ TEST(risk_qty_cap_boundary) {
 TEST(risk_notional_cap_boundary_cents) {
     /* Exactly $20,000.00 passes; $20,000.01 fails. */
     setup("AAPL", IM_SIDE_BUY, 100, IM_OT_LMT, 200, 0);
+    loosen_price_checks();
     expect_approved();
     ASSERT_NEAR(res.notional, 20000, 0);
     ord.quantity = 1;
@@ -726,6 +762,8 @@ TEST(risk_notional_and_position_both_reported) {
 
 TEST(risk_huge_caps_do_not_overflow) {
     setup("AAPL", IM_SIDE_BUY, 1e9, IM_OT_LMT, 1e7, 0);
+    loosen_price_checks();
+    loosen_account_checks();
     lim.max_order_qty = 1e300;
     lim.max_order_notional = 1e300;
     lim.max_position_notional = 1e300;
@@ -742,6 +780,7 @@ TEST(risk_huge_caps_do_not_overflow) {
 TEST(risk_position_cap_boundary) {
     /* 200 held + 100 bought at $200 = 300 x 200 = $60,000: at the cap. */
     setup("AAPL", IM_SIDE_BUY, 100, IM_OT_LMT, 200, 0);
+    loosen_price_checks();
     in.position_qty = 200;
     expect_approved();
     ASSERT_NEAR(res.projected_position, 300, 0);
@@ -773,6 +812,7 @@ TEST(risk_position_reducing_never_blocked) {
 
     /* Going exactly flat. */
     setup("AAPL", IM_SIDE_SELL, 1000, IM_OT_LMT, 10, 0);
+    loosen_price_checks();
     in.position_qty = 1000;
     expect_approved();
     ASSERT_NEAR(res.projected_position, 0, 0);
@@ -873,6 +913,7 @@ TEST(risk_daily_limit) {
 
 TEST(risk_drift_boundary_at_place) {
     setup("NVDA", IM_SIDE_BUY, 10, IM_OT_LMT, 120, 0);
+    loosen_price_checks();
     in.stage = IM_RISK_PLACE;
     in.preview_ref_price = 100.00;
     set_quote(104.99, 105.00); /* exactly 5.00% */
@@ -894,6 +935,7 @@ TEST(risk_drift_boundary_at_place) {
 
 TEST(risk_drift_sell_uses_bid) {
     setup("NVDA", IM_SIDE_SELL, 10, IM_OT_LMT, 90, 0);
+    loosen_price_checks();
     in.position_qty = 10;
     in.stage = IM_RISK_PLACE;
     in.preview_ref_price = 100.00;
@@ -1044,4 +1086,853 @@ TEST(risk_fmt_money_small_buffers) {
     im_risk_fmt_money(99748, out, 0);
     ASSERT(out[0] == '#');
     im_risk_fmt_money(99748, NULL, 10);
+}
+
+/* ==== the further controls (reference/risk-controls.md section 5) ======== */
+
+/* ---- the demo on the simulator's $100,000 cash account ------------------- */
+
+TEST(risk_demo_on_sim_sized_account) {
+    /* The original demo's rejection, with the account the simulator starts
+     * with: besides the two caps, it would spend more than the cash and
+     * put more than all of net liquidation into one name. */
+    setup("TSLA", IM_SIDE_BUY, 400, IM_OT_MKT, 0, 0);
+    set_quote(249.35, 249.37);
+    set_account("CASH", 100000, 100000, 100000);
+    expect_only(4, "RISK_NOTIONAL_LIMIT", "RISK_POSITION_LIMIT", "RISK_BUYING_POWER",
+                "RISK_CONCENTRATION");
+    ASSERT_STR_EQ(res.reasons[2].text,
+                  "Order needs $100,745.48 but buying power is $100,000 (cash account; 0% "
+                  "kept free).");
+    ASSERT_STR_EQ(res.reasons[3].text,
+                  "Resulting position in TSLA of $100,745.48 would be 100.75% of net "
+                  "liquidation $100,000; the limit is 100% ($100,000).");
+
+    /* The approved half of the demo still passes. */
+    setup("NVDA", IM_SIDE_BUY, 50, IM_OT_MKT, 0, 0);
+    set_quote(135.38, 135.40);
+    set_account("CASH", 100000, 100000, 100000);
+    expect_approved();
+}
+
+/* ---- account snapshot ---------------------------------------------------- */
+
+TEST(risk_no_account_fails_closed) {
+    /* No snapshot: one reason, not one per account-based check, even for
+     * an order that would break all three. */
+    setup("AAPL", IM_SIDE_BUY, 100, IM_OT_LMT, 100, 0);
+    in.account = NULL;
+    expect_only(1, "RISK_NO_ACCOUNT");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "No account snapshot could be read; orders need the account's buying power "
+                  "and net liquidation.");
+    /* A sell that only reduces a position is refused too: without the
+     * account the engine does not decide. */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    in.position_qty = 100;
+    in.account = NULL;
+    expect_only(1, "RISK_NO_ACCOUNT");
+    /* The other checks still run and are reported beside it. */
+    setup("AAPL", IM_SIDE_BUY, 1500, IM_OT_LMT, 100, 0);
+    in.account = NULL;
+    expect_only(4, "RISK_QTY_LIMIT", "RISK_NOTIONAL_LIMIT", "RISK_POSITION_LIMIT",
+                "RISK_NO_ACCOUNT");
+}
+
+TEST(risk_account_figures_not_finite) {
+    static const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int field = 0; field < 4; field++) {
+            setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+            if (field == 0)
+                acct.net_liquidation = bad[i];
+            else if (field == 1)
+                acct.cash = bad[i];
+            else if (field == 2)
+                acct.buying_power = bad[i];
+            else
+                in.gross_position_value = bad[i];
+            expect_only(1, "RISK_NO_ACCOUNT");
+            ASSERT_CONTAINS(res.reasons[0].text, "Account figures are not usable");
+        }
+    }
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    acct.net_liquidation = NAN;
+    in.gross_position_value = 1234.5;
+    expect_only(1, "RISK_NO_ACCOUNT");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Account figures are not usable (net liquidation $?, cash $1,000,000, buying "
+                  "power $1,000,000, gross positions $1,234.50).");
+    /* A negative gross position value is not possible. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.gross_position_value = -0.01;
+    expect_only(1, "RISK_NO_ACCOUNT");
+}
+
+/* ---- buying power -------------------------------------------------------- */
+
+TEST(risk_buying_power_boundary) {
+    /* 50 x $200 = $10,000 against $10,000 of buying power: passes. */
+    setup("AAPL", IM_SIDE_BUY, 50, IM_OT_LMT, 200, 0);
+    set_quote(199.99, 200.00);
+    set_account("CASH", 1000000, 10000, 10000);
+    expect_approved();
+    /* One cent less buying power fails. */
+    acct.buying_power = 9999.99;
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Order needs $10,000 but buying power is $9,999.99 (cash account; 0% kept "
+                  "free).");
+    /* A margin account says so. */
+    snprintf(acct.account_type, sizeof acct.account_type, "MARGIN");
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_CONTAINS(res.reasons[0].text, "(margin account; 0% kept free)");
+    /* Zero or negative buying power refuses any buy. */
+    setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 200, 0);
+    set_quote(199.99, 200.00);
+    set_account("CASH", 1000000, 0, -500);
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Order needs $200 but buying power is -$500 (cash account; 0% kept free).");
+}
+
+TEST(risk_buying_power_buffer) {
+    /* 2% of $10,000 kept free leaves $9,800: exactly that passes, a cent
+     * more fails. */
+    setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 9800.00, 0);
+    set_quote(9799.99, 9800.00);
+    set_account("CASH", 1000000, 10000, 10000);
+    lim.cash_buffer_pct = 2;
+    expect_approved();
+    ord.limit_price = 9800.01;
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Order needs $9,800.01 but buying power is $10,000 (cash account; 2% kept "
+                  "free leaves $9,800).");
+    /* A fractional buffer is printed as set. */
+    lim.cash_buffer_pct = 2.5;
+    ord.limit_price = 9750.01;
+    set_quote(9750.00, 9750.01);
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_CONTAINS(res.reasons[0].text, "2.5% kept free leaves $9,750)");
+    /* 100% kept free makes the account sell-only. */
+    lim.cash_buffer_pct = 100;
+    ord.limit_price = 0.01;
+    set_quote(0.01, 0.01);
+    expect_only(1, "RISK_BUYING_POWER");
+}
+
+TEST(risk_buying_power_market_uses_collar) {
+    /* 50 MKT at an ask of $200 is priced at $202: $10,100. */
+    setup("AAPL", IM_SIDE_BUY, 50, IM_OT_MKT, 0, 0);
+    set_quote(199.99, 200.00);
+    set_account("CASH", 1000000, 10100, 10100);
+    expect_approved();
+    acct.buying_power = 10099.99;
+    expect_only(1, "RISK_BUYING_POWER");
+    ASSERT_CONTAINS(res.reasons[0].text, "Order needs $10,100 but");
+}
+
+TEST(risk_buying_power_sells_and_covers) {
+    /* A short sale does not spend buying power here (margin: the gross
+     * and concentration checks size it). */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    lim.allow_short = 1;
+    set_account("MARGIN", 1000000, 0, 0);
+    expect_approved();
+    /* Buying to cover part of a short reduces exposure: no buying power
+     * needed. */
+    setup("AAPL", IM_SIDE_BUY, 50, IM_OT_LMT, 100, 0);
+    in.position_qty = -100;
+    set_account("MARGIN", 1000000, 0, 0);
+    expect_approved();
+    /* Adding to a long position does need it. */
+    in.position_qty = 100;
+    expect_only(1, "RISK_BUYING_POWER");
+}
+
+/* ---- concentration ------------------------------------------------------- */
+
+TEST(risk_concentration_boundary) {
+    /* 20% of $50,000 is $10,000: one share at $10,000.00 passes, at
+     * $10,000.01 fails. */
+    setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 10000.00, 0);
+    set_quote(9999.99, 10000.00);
+    set_account("MARGIN", 50000, 50000, 200000);
+    lim.max_position_pct_nlv = 20;
+    expect_approved();
+    ord.limit_price = 10000.01;
+    expect_only(1, "RISK_CONCENTRATION");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Resulting position in AAPL of $10,000.01 would be 20.00% of net liquidation "
+                  "$50,000; the limit is 20% ($10,000).");
+}
+
+TEST(risk_concentration_projected_position) {
+    /* 40 held + 10 bought at $200 = $10,000; a working buy of one more
+     * share takes it over. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 200, 0);
+    set_quote(199.99, 200.00);
+    set_account("MARGIN", 50000, 50000, 200000);
+    lim.max_position_pct_nlv = 20;
+    in.position_qty = 40;
+    expect_approved();
+    in.working_buy_qty = 1;
+    expect_only(1, "RISK_CONCENTRATION");
+    ASSERT_CONTAINS(res.reasons[0].text, "of $10,200 would be 20.40% of");
+
+    /* A short is concentration too. */
+    setup("AAPL", IM_SIDE_SELL, 50, IM_OT_LMT, 200, 0);
+    set_quote(200.00, 200.01);
+    set_account("MARGIN", 50000, 50000, 200000);
+    lim.max_position_pct_nlv = 20;
+    lim.allow_short = 1;
+    expect_approved();
+    ord.quantity = 51;
+    expect_only(1, "RISK_CONCENTRATION");
+
+    /* Reducing an over-concentrated position is always allowed. */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 200, 0);
+    set_quote(200.00, 200.01);
+    set_account("MARGIN", 50000, 50000, 200000);
+    lim.max_position_pct_nlv = 20;
+    lim.max_position_notional = 1e9;
+    in.position_qty = 1000;
+    expect_approved();
+}
+
+TEST(risk_nlv_zero_or_negative) {
+    static const double nlvs[] = {0, -0.0, 0.004, -500, -1e12};
+    for (size_t i = 0; i < sizeof nlvs / sizeof nlvs[0]; i++) {
+        setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 100, 0);
+        set_account("MARGIN", nlvs[i], 1000, 1000);
+        expect_only(2, "RISK_CONCENTRATION", "RISK_GROSS_EXPOSURE");
+    }
+    setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 100, 0);
+    set_account("MARGIN", -500, 1000, 1000);
+    run();
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Net liquidation is -$500, so no position can be sized against it; only "
+                  "orders that reduce a position are allowed.");
+    ASSERT_STR_EQ(res.reasons[1].text,
+                  "Net liquidation is -$500, so gross exposure cannot be sized against it; "
+                  "only orders that reduce a position are allowed.");
+    /* One cent of net liquidation is something to size against. */
+    set_account("MARGIN", 0.01, 1000, 1000);
+    expect_only(2, "RISK_CONCENTRATION", "RISK_GROSS_EXPOSURE");
+    ASSERT_CONTAINS(res.reasons[0].text, "would be 1000000.00% of net liquidation $0.01");
+    /* Selling out is still possible. */
+    setup("AAPL", IM_SIDE_SELL, 1, IM_OT_LMT, 100, 0);
+    in.position_qty = 5;
+    set_account("MARGIN", 0, 0, 0);
+    expect_approved();
+}
+
+/* ---- gross exposure ------------------------------------------------------ */
+
+TEST(risk_gross_exposure_boundary) {
+    /* 200% of $100,000 = $200,000: $190,000 held + $10,000 passes. */
+    setup("AAPL", IM_SIDE_BUY, 50, IM_OT_LMT, 200, 0);
+    set_quote(199.99, 200.00);
+    set_account("MARGIN", 100000, 100000, 400000);
+    in.gross_position_value = 190000;
+    expect_approved();
+    in.gross_position_value = 190000.01;
+    expect_only(1, "RISK_GROSS_EXPOSURE");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Gross exposure would be $200,000.01 (positions $190,000.01 + this order "
+                  "$10,000), 200.00% of net liquidation $100,000; the limit is 200% "
+                  "($200,000).");
+    /* The strict profile's 100%: cash-like. */
+    lim.max_gross_pct_nlv = 100;
+    in.gross_position_value = 90000;
+    expect_approved();
+    in.gross_position_value = 90000.01;
+    expect_only(1, "RISK_GROSS_EXPOSURE");
+    /* Reducing orders are exempt, however large the book. */
+    setup("AAPL", IM_SIDE_SELL, 50, IM_OT_LMT, 200, 0);
+    set_quote(200.00, 200.01);
+    set_account("MARGIN", 100000, 100000, 400000);
+    in.gross_position_value = 1e7;
+    in.position_qty = 50;
+    expect_approved();
+}
+
+/* ---- price collar -------------------------------------------------------- */
+
+TEST(risk_collar_buy_boundary) {
+    /* Default 1000 bp: a buy limit up to 10% above the ask. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 110.00, 0);
+    set_quote(99.99, 100.00);
+    expect_approved();
+    ord.limit_price = 110.01;
+    expect_only(1, "RISK_PRICE_COLLAR");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Buy limit $110.01 is 10.01% above the ask $100.00; a marketable limit may "
+                  "reach at most 10.00% beyond it.");
+    /* At the ask is 0 bp. */
+    ord.limit_price = 100.00;
+    expect_approved();
+    /* The strict profile's 200 bp. */
+    lim.collar_bps = 200;
+    ord.limit_price = 102.00;
+    expect_approved();
+    ord.limit_price = 102.01;
+    expect_only(1, "RISK_PRICE_COLLAR");
+    ASSERT_CONTAINS(res.reasons[0].text, "2.01% above the ask $100.00");
+    ASSERT_CONTAINS(res.reasons[0].text, "at most 2.00% beyond it");
+}
+
+TEST(risk_collar_sell_boundary_and_exits) {
+    /* Mirrored for sells, from the bid; an exit is collared too. */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 90.00, 0);
+    set_quote(100.00, 100.01);
+    in.position_qty = 10;
+    expect_approved();
+    ord.limit_price = 89.99;
+    expect_only(1, "RISK_PRICE_COLLAR");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Sell limit $89.99 is 10.01% below the bid $100.00; a marketable limit may "
+                  "reach at most 10.00% beyond it.");
+    /* At place as at preview. */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 100.00;
+    expect_only(1, "RISK_PRICE_COLLAR");
+}
+
+TEST(risk_collar_skips_stop_limit_and_market) {
+    /* A stop-limit's limit applies after the trigger; MKT is priced at
+     * mkt_protect_bps instead. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_STP_LMT, 150, 101);
+    set_quote(99.99, 100.00);
+    expect_approved();
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0);
+    lim.collar_bps = 0.0001;
+    expect_approved();
+}
+
+/* ---- passive distance ---------------------------------------------------- */
+
+TEST(risk_far_from_market_boundary) {
+    /* Default 5000 bp from the bid for a resting buy. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 50.00, 0);
+    set_quote(100.00, 100.01);
+    expect_approved();
+    ord.limit_price = 49.99;
+    expect_only(1, "RISK_PRICE_FAR_FROM_MARKET");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Buy limit $49.99 is 50.01% below the bid $100.00; a resting limit may be at "
+                  "most 50.00% from it. Check the price for a typo.");
+    /* Between the bid and the ask is neither passive-far nor marketable. */
+    ord.limit_price = 100.005;
+    expect_approved();
+
+    /* From the ask for a resting sell (an exit, still checked). */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 150.00, 0);
+    set_quote(99.99, 100.00);
+    in.position_qty = 10;
+    expect_approved();
+    ord.limit_price = 150.01;
+    expect_only(1, "RISK_PRICE_FAR_FROM_MARKET");
+    ASSERT_CONTAINS(res.reasons[0].text, "Sell limit $150.01 is 50.01% above the ask $100.00");
+}
+
+TEST(risk_far_from_market_typo) {
+    /* 15 typed for 150. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 15, 0);
+    set_quote(150.00, 150.05);
+    lim.passive_max_bps = 2000;
+    expect_only(1, "RISK_PRICE_FAR_FROM_MARKET");
+    ASSERT_CONTAINS(res.reasons[0].text, "is 90.00% below the bid $150.00");
+    /* 20% is the strict boundary. */
+    ord.limit_price = 120.00;
+    expect_approved();
+    ord.limit_price = 119.99;
+    expect_only(1, "RISK_PRICE_FAR_FROM_MARKET");
+}
+
+/* ---- price floor --------------------------------------------------------- */
+
+TEST(risk_price_floor) {
+    /* Off by default (a resting bid at 4 cents). */
+    setup("PENNY", IM_SIDE_BUY, 100, IM_OT_LMT, 0.04, 0);
+    set_quote(0.04, 0.05);
+    expect_approved();
+
+    /* At the floor passes. */
+    setup("PENNY", IM_SIDE_BUY, 100, IM_OT_LMT, 1.00, 0);
+    set_quote(0.99, 1.00);
+    lim.min_price = 1;
+    expect_approved();
+    /* The ask a cent below it fails. */
+    set_quote(0.98, 0.99);
+    ord.limit_price = 0.99;
+    expect_only(1, "RISK_PRICE_FLOOR");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "The ask $0.99 is below the minimum price $1.00; low-priced stocks are not "
+                  "bought or sold short.");
+    /* Sub-penny prices are compared exactly. */
+    set_quote(0.9998, 0.9999);
+    ord.limit_price = 0.9999;
+    expect_only(1, "RISK_PRICE_FLOOR");
+    ASSERT_CONTAINS(res.reasons[0].text, "The ask $0.9999 is below the minimum price $1.00");
+
+    /* The limit price is judged too. */
+    setup("PENNY", IM_SIDE_BUY, 100, IM_OT_LMT, 0.99, 0);
+    set_quote(1.00, 1.01);
+    lim.min_price = 1;
+    expect_only(1, "RISK_PRICE_FLOOR");
+    ASSERT_CONTAINS(res.reasons[0].text, "The limit price $0.99 is below");
+
+    /* A short sale is judged at the bid. */
+    setup("PENNY", IM_SIDE_SELL, 100, IM_OT_LMT, 1.00, 0);
+    set_quote(0.99, 1.00);
+    lim.min_price = 1;
+    lim.allow_short = 1;
+    expect_only(1, "RISK_PRICE_FLOOR");
+    ASSERT_CONTAINS(res.reasons[0].text, "The bid $0.99 is below");
+
+    /* Selling out of a position that fell below the floor is allowed. */
+    in.position_qty = 100;
+    expect_approved();
+
+    /* A market order without a quote has no price to judge: only the
+     * missing quote is reported. */
+    setup("PENNY", IM_SIDE_BUY, 100, IM_OT_MKT, 0, 0);
+    lim.min_price = 1;
+    in.quote = NULL;
+    expect_only(1, "RISK_NO_QUOTE");
+}
+
+/* ---- spread -------------------------------------------------------------- */
+
+TEST(risk_wide_spread_boundary) {
+    /* 95 / 105: a spread of exactly 10% of the mid passes (default). */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0);
+    set_quote(95.00, 105.00);
+    expect_approved();
+    set_quote(94.99, 105.00);
+    expect_only(1, "RISK_WIDE_SPREAD");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "The spread of AAPL is 10.01% of the mid (bid $94.99, ask $105.00); an order "
+                  "that trades on arrival needs a spread of at most 10.00%.");
+    /* The strict 100 bp: 99.50 / 100.50 is exactly 1%. */
+    lim.max_spread_bps = 100;
+    set_quote(99.50, 100.50);
+    expect_approved();
+    set_quote(99.49, 100.50);
+    expect_only(1, "RISK_WIDE_SPREAD");
+}
+
+TEST(risk_wide_spread_marketable_only) {
+    /* A resting limit in a wide market is fine; a marketable limit, a stop
+     * and a market sell (an exit, still checked) are not. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 95, 0);
+    set_quote(90.00, 110.00);
+    expect_approved();
+    ord.limit_price = 110;
+    expect_only(1, "RISK_WIDE_SPREAD");
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_STP, 0, 111);
+    set_quote(90.00, 110.00);
+    expect_only(1, "RISK_WIDE_SPREAD");
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_STP_LMT, 112, 111);
+    set_quote(90.00, 110.00);
+    expect_approved();
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_MKT, 0, 0);
+    set_quote(90.00, 110.00);
+    in.position_qty = 10;
+    expect_only(1, "RISK_WIDE_SPREAD");
+    /* A locked market has no spread. */
+    set_quote(100, 100);
+    expect_approved();
+}
+
+/* ---- open orders --------------------------------------------------------- */
+
+TEST(risk_open_orders) {
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.open_orders_total = 99;
+    in.open_orders_symbol = 19;
+    expect_approved();
+    in.open_orders_total = 100;
+    expect_only(1, "RISK_OPEN_ORDERS");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "100 orders are already working; the limit is 100 open orders.");
+    in.open_orders_total = 99;
+    in.open_orders_symbol = 20;
+    expect_only(1, "RISK_OPEN_ORDERS");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "20 orders are already working in AAPL; the limit is 20 per symbol.");
+    in.open_orders_total = 100;
+    expect_only(2, "RISK_OPEN_ORDERS", "RISK_OPEN_ORDERS");
+    /* At place too, and for exits too. */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 100.01;
+    ord.side = IM_SIDE_SELL;
+    in.position_qty = 10;
+    expect_only(2, "RISK_OPEN_ORDERS", "RISK_OPEN_ORDERS");
+    /* 0 turns each off. */
+    lim.max_open_orders = 0;
+    lim.max_open_orders_per_symbol = 0;
+    in.open_orders_total = 1000000;
+    in.open_orders_symbol = 1000000;
+    expect_approved();
+    /* The strict 10 / 2. */
+    lim.max_open_orders = 10;
+    lim.max_open_orders_per_symbol = 2;
+    in.open_orders_total = 9;
+    in.open_orders_symbol = 1;
+    expect_approved();
+    in.open_orders_symbol = 2;
+    expect_only(1, "RISK_OPEN_ORDERS");
+}
+
+/* ---- submit rate --------------------------------------------------------- */
+
+TEST(risk_rate_limit_at_place_only) {
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.orders_last_minute = 30;
+    in.orders_last_hour = 300;
+    expect_approved(); /* a preview submits nothing */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 100.01;
+    expect_only(2, "RISK_RATE_LIMIT", "RISK_RATE_LIMIT");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "30 orders were submitted in the last minute; the limit is 30 per minute.");
+    ASSERT_STR_EQ(res.reasons[1].text,
+                  "300 orders were submitted in the last hour; the limit is 300 per hour.");
+    in.orders_last_minute = 29;
+    in.orders_last_hour = 299;
+    expect_approved();
+    in.orders_last_hour = 300;
+    expect_only(1, "RISK_RATE_LIMIT");
+    ASSERT_CONTAINS(res.reasons[0].text, "last hour");
+    /* 0 turns each off. */
+    lim.max_orders_per_min = 0;
+    lim.max_orders_per_hour = 0;
+    in.orders_last_minute = 1000;
+    in.orders_last_hour = 100000;
+    expect_approved();
+    /* The strict 5 per minute. */
+    lim.max_orders_per_min = 5;
+    in.orders_last_minute = 4;
+    expect_approved();
+    in.orders_last_minute = 5;
+    expect_only(1, "RISK_RATE_LIMIT");
+}
+
+/* ---- duplicates ---------------------------------------------------------- */
+
+TEST(risk_duplicate_window) {
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    lim.dup_window_s = 60;
+    expect_approved(); /* -1: no identical order */
+    in.same_order_age = 0;
+    expect_only(1, "RISK_DUPLICATE");
+    in.same_order_age = 12.5;
+    expect_only(1, "RISK_DUPLICATE");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "An identical order (BUY 10 AAPL LMT) was submitted 12.5 s ago; identical "
+                  "orders within 60 s are refused as duplicates.");
+    in.same_order_age = 59.999;
+    expect_only(1, "RISK_DUPLICATE");
+    in.same_order_age = 60;
+    expect_approved();
+    in.same_order_age = 3600;
+    expect_approved();
+    /* At place; and an exit is no exception. */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 100.01;
+    ord.side = IM_SIDE_SELL;
+    in.position_qty = 10;
+    in.same_order_age = 1;
+    expect_only(1, "RISK_DUPLICATE");
+    ASSERT_CONTAINS(res.reasons[0].text, "(SELL 10 AAPL LMT)");
+    /* Off by default. */
+    lim.dup_window_s = 0;
+    in.same_order_age = 0;
+    expect_approved();
+}
+
+/* ---- daily notional ------------------------------------------------------ */
+
+TEST(risk_daily_notional_boundary) {
+    /* $999,000 + 10 x $100 = $1,000,000: at the default cap. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.notional_today = 999000;
+    expect_approved();
+    in.notional_today = 999000.01;
+    expect_only(1, "RISK_DAILY_NOTIONAL_LIMIT");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Daily notional would reach $1,000,000.01 ($999,000.01 submitted today + "
+                  "this order $1,000); the daily cap is $1,000,000.");
+    /* At place, and for sells too (turnover, not exposure). */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 99.99;
+    ord.side = IM_SIDE_SELL;
+    in.position_qty = 10;
+    expect_only(1, "RISK_DAILY_NOTIONAL_LIMIT");
+    /* A market order counts at its collar price. */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0);
+    set_quote(99.99, 100.00);
+    in.notional_today = 1000000 - 1010;
+    expect_approved();
+    in.notional_today += 0.01;
+    expect_only(1, "RISK_DAILY_NOTIONAL_LIMIT");
+}
+
+/* ---- daily loss ---------------------------------------------------------- */
+
+TEST(risk_daily_loss_boundary) {
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    lim.max_daily_loss = 2000;
+    in.pnl_today = -1999.99;
+    expect_approved();
+    in.pnl_today = -2000;
+    expect_only(1, "RISK_DAILY_LOSS");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Daily loss limit reached: P&L today is -$2,000 and the limit is $2,000; only "
+                  "orders that reduce a position are allowed until the next trading day.");
+    in.pnl_today = -2000.004; /* rounds to the same cent */
+    expect_only(1, "RISK_DAILY_LOSS");
+    in.pnl_today = -1999.996;
+    expect_only(1, "RISK_DAILY_LOSS");
+    in.pnl_today = -50000;
+    expect_only(1, "RISK_DAILY_LOSS");
+    in.pnl_today = 5000;
+    expect_approved();
+    /* At place too. */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 100.01;
+    in.pnl_today = -2000;
+    expect_only(1, "RISK_DAILY_LOSS");
+}
+
+TEST(risk_daily_loss_unknown_pnl) {
+    static const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+        lim.max_daily_loss = 2000;
+        in.pnl_today = bad[i];
+        expect_only(1, "RISK_DAILY_LOSS");
+        ASSERT_STR_EQ(res.reasons[0].text,
+                      "Today's P&L is unknown, so the daily loss limit of $2,000 cannot be "
+                      "checked; only orders that reduce a position are allowed.");
+        /* Off: an unknown P&L does not matter. */
+        lim.max_daily_loss = 0;
+        expect_approved();
+    }
+}
+
+TEST(risk_daily_loss_allows_exits) {
+    /* Breached or unknown, a sell out of a long or a buy back of a short
+     * passes. */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    lim.max_daily_loss = 2000;
+    in.position_qty = 100;
+    in.pnl_today = -10000;
+    expect_approved();
+    in.pnl_today = NAN;
+    expect_approved();
+    setup("AAPL", IM_SIDE_BUY, 100, IM_OT_LMT, 100, 0);
+    lim.max_daily_loss = 2000;
+    in.position_qty = -100;
+    in.pnl_today = -10000;
+    expect_approved(); /* to flat */
+    /* Selling twice what is held flips to a short of the same size: that
+     * reduces nothing, so it is new exposure. */
+    setup("AAPL", IM_SIDE_SELL, 200, IM_OT_LMT, 100, 0);
+    lim.max_daily_loss = 2000;
+    lim.allow_short = 1;
+    in.position_qty = 100;
+    in.pnl_today = -10000;
+    expect_only(1, "RISK_DAILY_LOSS");
+}
+
+/* ---- reject breaker ------------------------------------------------------ */
+
+TEST(risk_reject_breaker) {
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.consecutive_rejects = 9;
+    expect_approved();
+    in.consecutive_rejects = 10;
+    expect_only(1, "RISK_REJECT_BREAKER");
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "10 orders in a row were rejected (the limit is 10); trading stops until an "
+                  "operator resumes it.");
+    /* Exits too, and at place. */
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 99.99;
+    ord.side = IM_SIDE_SELL;
+    in.position_qty = 10;
+    expect_only(1, "RISK_REJECT_BREAKER");
+    /* The strict 3. */
+    lim.max_consecutive_rejects = 3;
+    in.consecutive_rejects = 2;
+    expect_approved();
+    in.consecutive_rejects = 3;
+    expect_only(1, "RISK_REJECT_BREAKER");
+    /* 0 turns it off. */
+    lim.max_consecutive_rejects = 0;
+    in.consecutive_rejects = 1000;
+    expect_approved();
+}
+
+TEST(risk_reject_breaker_with_bad_input) {
+    /* Like the kill switch, reported even when the order is malformed. */
+    setup("AAPL", IM_SIDE_BUY, -5, IM_OT_LMT, 100, 0);
+    in.halted = 1;
+    in.halt_reason = "3 rejections in a row";
+    in.consecutive_rejects = 10;
+    expect_only(3, "RISK_HALTED", "RISK_REJECT_BREAKER", "RISK_INVALID_INPUT");
+}
+
+/* ---- counters and limits that cannot support a decision ------------------- */
+
+TEST(risk_counters_not_usable) {
+    for (int field = 0; field < 9; field++) {
+        setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+        switch (field) {
+        case 0: in.open_orders_total = -1; break;
+        case 1: in.open_orders_symbol = -1; break;
+        case 2: in.orders_last_minute = -1; break;
+        case 3: in.orders_last_hour = -1; break;
+        case 4: in.consecutive_rejects = -1; break;
+        case 5: in.notional_today = NAN; break;
+        case 6: in.notional_today = -0.01; break;
+        case 7: in.same_order_age = NAN; break;
+        default: in.same_order_age = INFINITY; break;
+        }
+        expect_invalid();
+        ASSERT_CONTAINS(res.reasons[0].text, "Order counters are not usable");
+    }
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.open_orders_symbol = -3;
+    expect_invalid();
+    ASSERT_STR_EQ(res.reasons[0].text,
+                  "Order counters are not usable (open orders 0, -3 in this symbol, 0 in the "
+                  "last minute, 0 in the last hour, 0 rejects in a row, 0 submitted today, "
+                  "identical order -1 s ago).");
+    /* An unknown P&L is not malformed (the daily loss check owns it). */
+    setup("AAPL", IM_SIDE_BUY, 10, IM_OT_LMT, 100, 0);
+    in.pnl_today = NAN;
+    expect_approved();
+}
+
+TEST(risk_bad_further_limits_fail_closed) {
+    for (int field = 0; field < 22; field++) {
+        setup("AAPL", IM_SIDE_BUY, 1, IM_OT_LMT, 100, 0);
+        switch (field) {
+        case 0: lim.cash_buffer_pct = NAN; break;
+        case 1: lim.cash_buffer_pct = -1; break;
+        case 2: lim.cash_buffer_pct = 100.01; break;
+        case 3: lim.collar_bps = NAN; break;
+        case 4: lim.collar_bps = -1; break;
+        case 5: lim.passive_max_bps = INFINITY; break;
+        case 6: lim.min_price = NAN; break;
+        case 7: lim.min_price = -1; break;
+        case 8: lim.max_spread_bps = NAN; break;
+        case 9: lim.max_position_pct_nlv = NAN; break;
+        case 10: lim.max_position_pct_nlv = -5; break;
+        case 11: lim.max_gross_pct_nlv = INFINITY; break;
+        case 12: lim.max_open_orders = -1; break;
+        case 13: lim.max_open_orders_per_symbol = -1; break;
+        case 14: lim.max_orders_per_min = -1; break;
+        case 15: lim.max_orders_per_hour = -1; break;
+        case 16: lim.dup_window_s = NAN; break;
+        case 17: lim.dup_window_s = -1; break;
+        case 18: lim.max_daily_notional = NAN; break;
+        case 19: lim.max_daily_loss = NAN; break;
+        case 20: lim.max_daily_loss = -1; break;
+        default: lim.max_consecutive_rejects = -1; break;
+        }
+        expect_invalid();
+        ASSERT_CONTAINS(res.reasons[0].text, "limits are not usable");
+    }
+}
+
+/* ---- exits: privileged but bounded --------------------------------------- */
+
+TEST(risk_exit_skips_exposure_checks) {
+    /* A tiny account at its loss limit, a price below the floor, a book far
+     * over every percentage: selling part of a long still passes. */
+    setup("AAPL", IM_SIDE_SELL, 100, IM_OT_LMT, 0.50, 0);
+    set_quote(0.50, 0.51);
+    set_account("MARGIN", 1000, 0, 0);
+    lim.min_price = 1;
+    lim.max_daily_loss = 100;
+    lim.max_position_pct_nlv = 20;
+    lim.max_gross_pct_nlv = 100;
+    in.position_qty = 1000;
+    in.gross_position_value = 1e6;
+    in.pnl_today = -5000;
+    expect_approved();
+
+    /* The same book, buying more: every exposure check speaks. */
+    ord.side = IM_SIDE_BUY;
+    ord.limit_price = 0.51;
+    expect_only(5, "RISK_PRICE_FLOOR", "RISK_BUYING_POWER", "RISK_CONCENTRATION",
+                "RISK_GROSS_EXPOSURE", "RISK_DAILY_LOSS");
+}
+
+TEST(risk_exit_still_bounded) {
+    /* The kill switch, the breaker, input sanity, the collar and the
+     * duplicate check apply to exits. */
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    in.position_qty = 100;
+    in.halted = 1;
+    expect_only(1, "RISK_HALTED");
+
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    in.position_qty = 100;
+    in.consecutive_rejects = 10;
+    expect_only(1, "RISK_REJECT_BREAKER");
+
+    setup("AAPL", IM_SIDE_SELL, 10.5, IM_OT_LMT, 100, 0);
+    in.position_qty = 100;
+    expect_invalid();
+
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 50, 0);
+    in.position_qty = 100;
+    expect_only(1, "RISK_PRICE_COLLAR");
+
+    setup("AAPL", IM_SIDE_SELL, 10, IM_OT_LMT, 100, 0);
+    in.position_qty = 100;
+    lim.dup_window_s = 10;
+    in.same_order_age = 2;
+    expect_only(1, "RISK_DUPLICATE");
+}
+
+TEST(risk_every_further_reason_accumulates) {
+    setup("XYZ", IM_SIDE_BUY, 100, IM_OT_LMT, 0.80, 0);
+    set_quote(0.50, 0.60);
+    set_account("CASH", 100, 50, 50);
+    lim.min_price = 1;
+    lim.max_position_pct_nlv = 20;
+    lim.max_daily_loss = 10;
+    lim.dup_window_s = 60;
+    in.stage = IM_RISK_PLACE;
+    in.preview_ref_price = 0.60;
+    in.gross_position_value = 150;
+    in.notional_today = 1e6;
+    in.pnl_today = -20;
+    in.open_orders_total = 100;
+    in.open_orders_symbol = 20;
+    in.orders_last_minute = 30;
+    in.orders_last_hour = 300;
+    in.same_order_age = 1;
+    in.consecutive_rejects = 10;
+    expect_only(14, "RISK_REJECT_BREAKER", "RISK_PRICE_FLOOR", "RISK_PRICE_COLLAR",
+                "RISK_WIDE_SPREAD", "RISK_BUYING_POWER", "RISK_CONCENTRATION",
+                "RISK_GROSS_EXPOSURE", "RISK_DAILY_NOTIONAL_LIMIT", "RISK_DAILY_LOSS",
+                "RISK_OPEN_ORDERS", "RISK_OPEN_ORDERS", "RISK_RATE_LIMIT", "RISK_RATE_LIMIT",
+                "RISK_DUPLICATE");
+    /* Every sentence stays printable ASCII and ends with a full stop. */
+    for (size_t i = 0; i < res.nreasons; i++) {
+        const char *t = res.reasons[i].text;
+        ASSERT(strlen(t) + 1 < IM_RISK_TEXT_MAX);
+        ASSERT(t[strlen(t) - 1] == '.');
+        for (const char *p = t; *p != '\0'; p++)
+            ASSERT(*p >= ' ' && *p <= '~');
+    }
 }
