@@ -408,4 +408,54 @@ function TestPolicies:test_a_broken_policy_file_stops_start_up()
   env()
 end
 
+TestControls = {}
+
+function TestControls:test_cash_account_cannot_overspend()
+  env { IBKR_MAX_ORDER_NOTIONAL = "1000000", IBKR_MAX_POSITION_NOTIONAL = "1000000",
+        IBKR_MAX_POSITION_PCT_NLV = "1000" }
+  local p = preview("MSFT", "BUY", 300, { order_type = "LMT", limit_price = 480 })   -- $144,000
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "RISK_BUYING_POWER"))
+  lu.assertTrue(preview("MSFT", "BUY", 200, { order_type = "LMT", limit_price = 480 }).risk.approved)
+end
+
+function TestControls:test_rate_window_slides_on_the_clock()
+  env { IBKR_MAX_ORDERS_PER_MIN = "2" }
+  for _ = 1, 2 do
+    ok("place_order", { confirmation_token = preview("KO", "BUY", 1).confirmation_token })
+  end
+  local third = preview("KO", "BUY", 1)
+  lu.assertStrContains(fails("place_order", { confirmation_token = third.confirmation_token }),
+                       "minute")
+  host.advance(61)
+  ok("place_order", { confirmation_token = preview("KO", "BUY", 1).confirmation_token })
+end
+
+function TestControls:test_duplicate_window()
+  env { IBKR_DUP_WINDOW_S = "30" }
+  ok("place_order", { confirmation_token = preview("PEP", "BUY", 3).confirmation_token })
+  local dup = preview("PEP", "BUY", 3)
+  lu.assertTrue(has(dup.risk.codes, "RISK_DUPLICATE"))
+  lu.assertTrue(preview("PEP", "BUY", 4).risk.approved)   -- a different order is fine
+  host.advance(30)
+  lu.assertTrue(preview("PEP", "BUY", 3).risk.approved)
+end
+
+function TestControls:test_consecutive_rejects_at_place_halt_trading()
+  env { IBKR_MAX_CONSECUTIVE_REJECTS = "2" }
+  -- Preview denials never count.
+  for _ = 1, 3 do lu.assertFalse(preview("TSLA", "BUY", 400).risk.approved) end
+  lu.assertFalse(ok("get_status").halted)
+  for i = 1, 2 do
+    local q = ok("get_quote", { symbol = "AMD" })
+    local p = preview("AMD", "BUY", 1)
+    host.set_price("AMD", q.mid * 1.2)      -- the price runs away: refused at place
+    fails("place_order", { confirmation_token = p.confirmation_token })
+  end
+  local s = ok("get_status")
+  lu.assertTrue(s.halted)
+  lu.assertStrContains(s.halt_reason, "2 consecutive")
+  lu.assertTrue(has(preview("KO", "BUY", 1).risk.codes, "RISK_HALTED"))
+end
+
 return lu.LuaUnit.run()
