@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "demo.h"
+#include "journal.h"
 #include "luatest.h"
 #include "policy.h"
+#include "repl.h"
 #include "serve.h"
 
 static const char usage[] =
@@ -38,9 +40,13 @@ int main(int argc, char **argv) {
         fputs(usage, stdout);
         return 0;
     }
-    if (strcmp(mode, "repl") == 0 || strcmp(mode, "attach") == 0 ||
-        strcmp(mode, "gateway") == 0 ||
-        strcmp(mode, "resume") == 0) {
+    if (strcmp(mode, "repl") == 0 && argc == 2)
+        return im_repl_run();
+    if (strcmp(mode, "attach") == 0 && argc <= 3)
+        return im_repl_attach(argc == 3 ? argv[2] : NULL);
+    if (strcmp(mode, "resume") == 0)
+        return im_journal_resume_cmd(argc - 2, argv + 2);
+    if (strcmp(mode, "gateway") == 0) {
         fprintf(stderr, "ibkr-mcp: '%s' is not available in this version yet\n", mode);
         return 2;
     }

@@ -22,6 +22,7 @@
 
 #define SESSION_MAX_ORDERS 4096
 #define SESSION_MAX_INFLIGHT 256
+#define SESSION_MAX_LISTENERS 8
 /* Submissions remembered for the rate and duplicate windows: enough for
  * the hourly limit at its largest sensible setting; older ones are
  * counted conservatively (see session_recent_count). */
@@ -52,6 +53,7 @@ struct im_session {
     im_order inflight[SESSION_MAX_INFLIGHT];
     int inflight_used[SESSION_MAX_INFLIGHT];
     struct sess_req *active_places;   /* place requests in progress */
+    struct { im_session_listener fn; void *ud; } listeners[SESSION_MAX_LISTENERS];
 };
 
 enum { REQ_PREVIEW = 1, REQ_PLACE };
@@ -128,14 +130,49 @@ static void session_record_order(im_session *s, const im_order_info *o) {
     *slot = *o;
 }
 
+int im_session_add_listener(im_session *s, im_session_listener fn, void *ud) {
+    for (size_t i = 0; i < SESSION_MAX_LISTENERS; i++) {
+        if (s->listeners[i].fn == NULL) {
+            s->listeners[i].fn = fn;
+            s->listeners[i].ud = ud;
+            return 0;
+        }
+    }
+    return IM_EBUSY;
+}
+
+void im_session_remove_listener(im_session *s, im_session_listener fn, void *ud) {
+    for (size_t i = 0; i < SESSION_MAX_LISTENERS; i++)
+        if (s->listeners[i].fn == fn && s->listeners[i].ud == ud)
+            s->listeners[i].fn = NULL;
+}
+
+static void session_emit(im_session *s, const im_session_event *ev) {
+    for (size_t i = 0; i < SESSION_MAX_LISTENERS; i++)
+        if (s->listeners[i].fn != NULL)
+            s->listeners[i].fn(s->listeners[i].ud, ev);
+}
+
 static void session_event_cb(void *ud, const im_broker_event *ev) {
     im_session *s = ud;
+    im_session_event se;
+    memset(&se, 0, sizeof se);
     if ((ev->kind == IM_BEV_ORDER || ev->kind == IM_BEV_FILL) && ev->order != NULL &&
-        session_find_order(s, ev->order->order_id) != NULL)
+        session_find_order(s, ev->order->order_id) != NULL) {
         session_record_order(s, ev->order);
-    if (ev->kind == IM_BEV_CONNECTION)
+        se.kind = ev->kind == IM_BEV_FILL ? IM_SEV_FILL : IM_SEV_ORDER;
+        se.order_info = ev->order;
+        se.exec = ev->exec;
+        session_emit(s, &se);
+    }
+    if (ev->kind == IM_BEV_CONNECTION) {
         im_info("broker %s%s%s", ev->connected ? "connected" : "disconnected",
                 ev->message ? ": " : "", ev->message ? ev->message : "");
+        se.kind = IM_SEV_CONNECTION;
+        se.connected = ev->connected;
+        se.message = ev->message;
+        session_emit(s, &se);
+    }
 }
 
 int im_session_new(const im_session_opts *o, im_session **out) {
@@ -199,11 +236,19 @@ int im_session_halted(const im_session *s, const char **reason) {
 }
 
 void im_session_halt(im_session *s, const char *reason) {
-    if (!s->halted)
+    int was = s->halted;
+    if (!was)
         im_warn("trading halted: %s", reason && *reason ? reason : "no reason given");
     s->halted = 1;
     snprintf(s->halt_reason, sizeof s->halt_reason, "%s",
              reason && *reason ? reason : "halted by the agent");
+    if (!was) {
+        im_session_event se;
+        memset(&se, 0, sizeof se);
+        se.kind = IM_SEV_HALT;
+        se.message = s->halt_reason;
+        session_emit(s, &se);
+    }
 }
 
 /* ---- reads ---- */
@@ -542,6 +587,14 @@ static void preview_decide(sess_req *r) {
                            rc == IM_EBUSY ? IM_TOKENS_MAX_PENDING : rc);
         }
     }
+    {
+        im_session_event se;
+        memset(&se, 0, sizeof se);
+        se.kind = IM_SEV_PREVIEW;
+        se.order = &r->order;
+        se.risk = &p.risk;
+        session_emit(s, &se);
+    }
     r->preview_cb(r->ud, 0, NULL, &p);
     req_free(r);
 }
@@ -638,6 +691,14 @@ static void place_decide(sess_req *r) {
             snprintf(res.message + off, sizeof res.message - off,
                      " The confirmation token is spent; call preview_order again.");
         im_info("place rejected at re-validation: %s", res.message);
+        {
+            im_session_event se;
+            memset(&se, 0, sizeof se);
+            se.kind = IM_SEV_PLACE_REJECT;
+            se.order = &r->order;
+            se.risk = &res.risk;
+            session_emit(s, &se);
+        }
         session_count_reject(s, 1);
         place_finish(r, &res);
         return;

@@ -50,6 +50,35 @@ int im_session_halted(const im_session *s, const char **reason);
  * no MCP tool can release it. */
 void im_session_halt(im_session *s, const char *reason);
 
+/* ---- events, for observers (MCP logging, the journal, an attached REPL) ---- */
+typedef enum im_session_event_kind {
+    IM_SEV_PREVIEW = 1,   /* a preview decided: risk (approved or not), order */
+    IM_SEV_PLACE_REJECT,  /* place refused at re-validation: risk, order */
+    IM_SEV_ORDER,         /* an order of this session changed: order_info */
+    IM_SEV_FILL,          /* an execution: order_info, exec */
+    IM_SEV_CONNECTION,    /* broker connection: connected, message */
+    IM_SEV_HALT,          /* the kill switch engaged: message = reason */
+} im_session_event_kind;
+
+typedef struct im_session_event {
+    im_session_event_kind kind;
+    const im_order *order;            /* PREVIEW, PLACE_REJECT */
+    const im_risk_result *risk;       /* PREVIEW, PLACE_REJECT */
+    const im_order_info *order_info;  /* ORDER, FILL */
+    const im_execution *exec;         /* FILL */
+    int connected;                    /* CONNECTION */
+    const char *message;              /* CONNECTION, HALT */
+} im_session_event;
+
+/* Called synchronously from the session; everything the event points to is
+ * valid only during the call. A listener must not call back into the
+ * session's order flow. */
+typedef void (*im_session_listener)(void *ud, const im_session_event *ev);
+/* Adds a listener (at most 8); returns 0 or IM_EBUSY. */
+int im_session_add_listener(im_session *s, im_session_listener fn, void *ud);
+/* Removes a listener added with the same fn and ud. */
+void im_session_remove_listener(im_session *s, im_session_listener fn, void *ud);
+
 /* ---- reads (pass through to the broker, same contract) ---- */
 int im_session_quote(im_session *s, const char *symbol, im_quote_cb cb, void *ud);
 int im_session_account(im_session *s, im_account_cb cb, void *ud);
