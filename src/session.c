@@ -251,6 +251,20 @@ void im_session_halt(im_session *s, const char *reason) {
     }
 }
 
+void im_session_resume(im_session *s, const char *reason) {
+    im_session_event se;
+    if (!s->halted)
+        return;
+    im_warn("trading resumed by the operator: %s", reason && *reason ? reason : "no reason given");
+    s->halted = 0;
+    s->halt_reason[0] = '\0';
+    s->consecutive_rejects = 0;
+    memset(&se, 0, sizeof se);
+    se.kind = IM_SEV_RESUME;
+    se.message = reason && *reason ? reason : "resumed by the operator";
+    session_emit(s, &se);
+}
+
 /* ---- reads ---- */
 
 int im_session_quote(im_session *s, const char *symbol, im_quote_cb cb, void *ud) {

@@ -49,6 +49,9 @@ int im_session_halted(const im_session *s, const char **reason);
 /* Engages the kill switch. It stays engaged for the life of the session:
  * no MCP tool can release it. */
 void im_session_halt(im_session *s, const char *reason);
+/* Releases the kill switch. Operator-only: no MCP tool calls it (the REPL
+ * and `ibkr-mcp resume` do). Emits IM_SEV_RESUME. */
+void im_session_resume(im_session *s, const char *reason);
 
 /* ---- events, for observers (MCP logging, the journal, an attached REPL) ---- */
 typedef enum im_session_event_kind {
@@ -58,6 +61,7 @@ typedef enum im_session_event_kind {
     IM_SEV_FILL,          /* an execution: order_info, exec */
     IM_SEV_CONNECTION,    /* broker connection: connected, message */
     IM_SEV_HALT,          /* the kill switch engaged: message = reason */
+    IM_SEV_RESUME,        /* the operator released it: message = reason */
 } im_session_event_kind;
 
 typedef struct im_session_event {
