@@ -1,9 +1,11 @@
 # A thin wrapper over CMake; the build logic lives in CMakeLists.txt.
 BUILD ?= build
+# The sanitizer build (ASan + UBSan) that `make test` also runs.
+ASAN_BUILD ?= $(BUILD)/asan
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all deps configure build demo test install clean
+.PHONY: all deps configure build asan npm demo test install clean
 
 all: build
 
@@ -24,7 +26,20 @@ npm: deps
 	@bash .ci/deps.sh --with-node
 	@bash tests/interop/setup.sh $(BUILD)/npm
 
-test: build npm
+# Same sources and tests built with -DIM_SANITIZE=ON: any ASan, UBSan or
+# LeakSanitizer report fails the test that triggered it. It shares the npm
+# packages of $(BUILD).
+asan: npm
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DIM_SANITIZE=ON \
+	  -DIM_NPM_DIR=$(abspath $(BUILD))/npm -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# The sanitizer tree's suite first, then the normal one, whose ctest summary
+# is the last thing printed; either failing fails `make test`.
+test: build asan
+	@echo "== sanitizer build (ASan + UBSan): $(ASAN_BUILD)"
+	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "== normal build: $(BUILD)"
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 install: build

@@ -31,6 +31,10 @@ const TMP_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'ibkr-mcp-e2e-'));
 
 const RESPONSE_TIMEOUT_MS = 10000;
 const TEST_TIMEOUT_MS = 60000;
+const EXIT_TIMEOUT_MS = 10000;
+// What a sanitizer build (-DIM_SANITIZE=ON) writes to stderr on a finding.
+const SANITIZER_RE =
+  /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)/;
 const LATEST = '2025-11-25';
 const TOOL_NAMES = [
   'get_status', 'get_account_summary', 'get_positions', 'get_quote', 'get_open_orders',
@@ -250,6 +254,22 @@ class Server {
   assertClean() {
     assert.deepEqual(this.violations, [], 'stdout carried something other than JSON-RPC lines');
   }
+
+  // A server still running must exit 0 on stdin EOF (a SIGKILL would hide
+  // what a sanitizer build reports at exit, leaks included); any server must
+  // have nothing from a sanitizer on stderr.
+  async assertCleanExit() {
+    if (!this.exited && !this.spawnError) {
+      this.closeStdin();
+      const ex = await this.waitExit(EXIT_TIMEOUT_MS);
+      assert.ok(ex, `still running ${EXIT_TIMEOUT_MS} ms after stdin EOF`);
+      await sleep(20);   // the last stderr bytes
+      assert.ok(!SANITIZER_RE.test(this.stderr),
+        `sanitizer report on stderr:\n${this.stderr.slice(-6000)}`);
+      assert.equal(ex.code, 0, `exit on stdin EOF: code ${ex.code}, signal ${ex.signal}`);
+    }
+    assert.ok(!SANITIZER_RE.test(this.stderr), `sanitizer report on stderr:\n${this.stderr.slice(-6000)}`);
+  }
 }
 
 function errText(res) {
@@ -300,6 +320,7 @@ async function test(name, fn) {
       }),
     ]);
     for (const s of servers) s.assertClean();
+    for (const s of servers) await s.assertCleanExit();
     passed++;
     console.log(`ok - ${name}`);
   } catch (e) {
