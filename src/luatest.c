@@ -407,9 +407,37 @@ static lt_pin *lt_policy_input(lua_State *L) {
         lua_pop(L, 1);
     }
     if (lua_getfield(L, ctx, "today") == LUA_TTABLE) {
-        p->in.orders_today = (int)lt_num(L, -1, "orders", 0);
-        p->in.notional_today = lt_num(L, -1, "notional", 0);
-        p->in.realized_pnl_today = lt_num(L, -1, "realized_pnl", 0);
+        int td = lua_gettop(L);
+        p->in.orders_today = (int)lt_num(L, td, "orders", 0);
+        p->in.notional_today = lt_num(L, td, "notional", 0);
+        p->in.realized_pnl_today = lt_num(L, td, "realized_pnl", 0);
+        if (lua_getfield(L, td, "fills") == LUA_TTABLE) {
+            int t = lua_gettop(L);
+            size_t n = (size_t)lua_rawlen(L, t);
+            im_execution *f = lua_newuserdatauv(L, n * sizeof *f + 1, 0); /* [.., fills, arr] */
+            memset(f, 0, n * sizeof *f);
+            for (size_t i = 0; i < n; i++) {
+                char side[8];
+                lua_rawgeti(L, t, (lua_Integer)i + 1);
+                int e = lua_gettop(L);
+                luaL_checktype(L, e, LUA_TTABLE);
+                lt_str(L, e, "symbol", "AAPL", f[i].symbol, sizeof f[i].symbol);
+                lt_str(L, e, "action", "BUY", side, sizeof side);
+                f[i].side = strcmp(side, "SELL") == 0 ? IM_SIDE_SELL : IM_SIDE_BUY;
+                f[i].shares = lt_num(L, e, "quantity", 0);
+                f[i].price = lt_num(L, e, "price", 0);
+                f[i].realized_pnl = lt_num(L, e, "realized_pnl", 0);
+                f[i].time = lt_num(L, e, "time", 0);
+                lua_pop(L, 1);
+            }
+            lua_remove(L, t);        /* [.., today, arr] */
+            lua_remove(L, td);       /* [.., arr]: left on the stack, it anchors the fills */
+            lua_pushnil(L);          /* [.., arr, nil] for the pop below */
+            p->in.fills = f;
+            p->in.nfills = n;
+        } else {
+            lua_pop(L, 1);           /* [.., today] */
+        }
     }
     lua_pop(L, 1);
     if (lua_getfield(L, ctx, "limits") == LUA_TTABLE) {

@@ -487,6 +487,26 @@ static void push_open_orders(lua_State *L, const im_order_info *oo, size_t n) {
     ro_seal(L);
 }
 
+/* ctx.today.fills: today's executions as get_trades shows them. */
+static void push_fills(lua_State *L, const im_execution *e, size_t n) {
+    luaL_checkstack(L, 4, "ctx");
+    lua_createtable(L, (int)n, 0);                  /* [list] */
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 8);                   /* [list, fill] */
+        set_str(L, "order_id", e[i].order_id);
+        set_str(L, "symbol", e[i].symbol);
+        set_str(L, "action", im_side_str(e[i].side));
+        set_qty(L, "quantity", e[i].shares);
+        set_num(L, "price", e[i].price);
+        set_num(L, "commission", e[i].commission);
+        set_num(L, "realized_pnl", e[i].realized_pnl);
+        set_num(L, "time", e[i].time);
+        ro_seal(L);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);     /* [list] */
+    }
+    ro_seal(L);
+}
+
 /* The limits under the names get_status uses (lua/tools). */
 static void push_limits(lua_State *L, const im_limits *l) {
     luaL_checkstack(L, 4, "ctx");
@@ -538,10 +558,12 @@ static void push_ctx(lua_State *L, const im_policy_input *in) {
     }
     push_open_orders(L, in->open_orders, in->open_orders != NULL ? in->nopen : 0);
     lua_setfield(L, -2, "open_orders");
-    lua_createtable(L, 0, 3);                       /* [ctx, today] */
+    lua_createtable(L, 0, 4);                       /* [ctx, today] */
     set_qty(L, "orders", in->orders_today);
     set_num(L, "notional", in->notional_today);
     set_num(L, "realized_pnl", in->realized_pnl_today);
+    push_fills(L, in->fills, in->fills != NULL ? in->nfills : 0); /* [ctx, today, fills] */
+    lua_setfield(L, -2, "fills");
     ro_seal(L);
     lua_setfield(L, -2, "today");
     if (in->limits != NULL) {

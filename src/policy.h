@@ -42,6 +42,8 @@ typedef struct im_policy_input {
     int orders_today;
     double notional_today;         /* submitted today */
     double realized_pnl_today;
+    const im_execution *fills;     /* today's executions, oldest first; may be NULL */
+    size_t nfills;
     const im_limits *limits;       /* may be NULL (ctx.limits is then nil) */
     double now;                    /* injected clock, epoch seconds */
 } im_policy_input;
