@@ -89,11 +89,79 @@ int im_rpc_framer_feed(im_rpc_framer *f, const char *data, size_t n, im_rpc_line
     return 0;
 }
 
-void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line, void *ud) {
-    if (!f->discarding && f->len > 0)
+void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line,
+                          im_rpc_overflow_cb on_overflow, void *ud) {
+    if (f->discarding) {
+        if (on_overflow)
+            on_overflow(ud, f->dropped);
+    } else if (f->len > 0) {
         framer_emit(f, on_line, ud);
+    }
     f->discarding = 0;
+    f->dropped = 0;
     f->len = 0;
+}
+
+/* ---- line checks --------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. Rejects
+ * overlong forms, surrogates and code points above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+    unsigned c = p[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+int im_rpc_line_check(const char *line, size_t len, const char **why) {
+    const unsigned char *p = (const unsigned char *)line;
+    int in_string = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n;
+        if (p[i] == 0) {
+            *why = "Parse error: the line contains a NUL byte";
+            return IM_EPARSE;
+        }
+        n = utf8_seq(p + i, len - i);
+        if (n == 0) {
+            *why = "Parse error: the line is not valid UTF-8";
+            return IM_EPARSE;
+        }
+        if (n == 1) {
+            if (p[i] == '"') {
+                in_string = !in_string;
+            } else if (in_string && p[i] == '\\' && i + 1 < len) {
+                if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0) {
+                    *why = "Parse error: strings must not contain NUL characters (\\u0000)";
+                    return IM_EPARSE;
+                }
+                i += 2;   /* the escaped byte cannot end the string */
+                continue;
+            }
+        }
+        i += n;
+    }
+    return 0;
 }
 
 /* ---- stdio transport --------------------------------------------------- */
@@ -145,7 +213,7 @@ static void rpc_on_eof(im_rpc *r) {
     if (r->eof)
         return;
     r->eof = 1;
-    im_rpc_framer_finish(&r->framer, r->h.on_line, r->h.ud);
+    im_rpc_framer_finish(&r->framer, r->h.on_line, r->h.on_overflow, r->h.ud);
     if (r->h.on_eof)
         r->h.on_eof(r->h.ud);
 }

@@ -32,9 +32,18 @@ void im_rpc_framer_init(im_rpc_framer *f, size_t max_line);
  * every overlong one. Returns 0 or IM_ENOMEM. */
 int im_rpc_framer_feed(im_rpc_framer *f, const char *data, size_t n, im_rpc_line_cb on_line,
                        im_rpc_overflow_cb on_overflow, void *ud);
-/* At end of input: delivers a final unterminated line, if any. */
-void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line, void *ud);
+/* At end of input: delivers a final unterminated line, if any, or reports
+ * it through on_overflow when it was too long. */
+void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line,
+                          im_rpc_overflow_cb on_overflow, void *ud);
 void im_rpc_framer_free(im_rpc_framer *f);
+
+/* Checks what cJSON does not, before a line is parsed: the bytes are valid
+ * UTF-8 with no NUL byte, and no string holds an escaped NUL (\u0000),
+ * which cJSON would silently cut the string at, so "TOKEN\u0000junk"
+ * would read as TOKEN. Returns 0, or IM_EPARSE with a static sentence in
+ * *why. */
+int im_rpc_line_check(const char *line, size_t len, const char **why);
 
 typedef struct im_rpc im_rpc;
 

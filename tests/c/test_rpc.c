@@ -55,7 +55,7 @@ TEST(coalesced_reads_make_several_lines) {
     ASSERT_EQ(s.lens[2], 0);           /* empty line delivered; mcp skips it */
     ASSERT_STR_EQ(s.lines[3], "ccc");
     /* "dd" has no newline yet: delivered only at end of input. */
-    im_rpc_framer_finish(&f, on_line, &s);
+    im_rpc_framer_finish(&f, on_line, on_over, &s);
     ASSERT_EQ(s.n, 5);
     ASSERT_STR_EQ(s.lines[4], "dd");
     im_rpc_framer_free(&f);
@@ -100,15 +100,17 @@ TEST(line_exactly_at_the_limit_passes) {
     im_rpc_framer_free(&f);
 }
 
-TEST(overlong_final_line_at_eof_is_not_delivered) {
+TEST(overlong_final_line_at_eof_is_reported_not_delivered) {
     im_rpc_framer f;
     seen s = {0};
     char big[50];
     memset(big, 'z', sizeof big);
     im_rpc_framer_init(&f, 10);
     ASSERT_EQ(im_rpc_framer_feed(&f, big, sizeof big, on_line, on_over, &s), 0);
-    im_rpc_framer_finish(&f, on_line, &s);
+    im_rpc_framer_finish(&f, on_line, on_over, &s);
     ASSERT_EQ(s.n, 0);
+    ASSERT_EQ(s.nover, 1);
+    ASSERT_EQ(s.overflows[0], 50);
     im_rpc_framer_free(&f);
 }
 
@@ -120,4 +122,27 @@ TEST(nul_bytes_inside_a_line_are_kept_in_its_length) {
     ASSERT_EQ(s.n, 1);
     ASSERT_EQ(s.lens[0], 3);
     im_rpc_framer_free(&f);
+}
+
+TEST(line_check_refuses_what_cjson_would_misread) {
+    const char *why = NULL;
+    static const char ok1[] = "{\"a\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}";
+    ASSERT_EQ(im_rpc_line_check(ok1, sizeof ok1 - 1, &why), 0);
+    /* An escaped backslash followed by u0000 is text, not a NUL. */
+    static const char ok2[] = "{\"a\":\"x\\\\u0000\"}";
+    ASSERT_EQ(im_rpc_line_check(ok2, sizeof ok2 - 1, &why), 0);
+    static const char nul_esc[] = "{\"t\":\"abc\\u0000junk\"}";
+    ASSERT_EQ(im_rpc_line_check(nul_esc, sizeof nul_esc - 1, &why), IM_EPARSE);
+    ASSERT_CONTAINS(why, "NUL");
+    static const char raw_nul[] = "{\"t\":1}\0x";
+    ASSERT_EQ(im_rpc_line_check(raw_nul, sizeof raw_nul - 1, &why), IM_EPARSE);
+    static const char bad_utf8[] = "{\"m\":\"m\xc3(\xff\"}";
+    ASSERT_EQ(im_rpc_line_check(bad_utf8, sizeof bad_utf8 - 1, &why), IM_EPARSE);
+    ASSERT_CONTAINS(why, "UTF-8");
+    static const char overlong[] = "\xc0\xaf";
+    ASSERT_EQ(im_rpc_line_check(overlong, sizeof overlong - 1, &why), IM_EPARSE);
+    static const char surrogate[] = "\xed\xa0\x80";
+    ASSERT_EQ(im_rpc_line_check(surrogate, sizeof surrogate - 1, &why), IM_EPARSE);
+    static const char truncated[] = "\"\xe2\x82";
+    ASSERT_EQ(im_rpc_line_check(truncated, sizeof truncated - 1, &why), IM_EPARSE);
 }
