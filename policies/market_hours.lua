@@ -77,11 +77,22 @@ return {
       "2026-09-07", -- Labor Day
       "2026-11-26", -- Thanksgiving Day
       "2026-12-25", -- Christmas Day
+      "2027-01-01", -- New Year's Day
+      "2027-01-18", -- Martin Luther King Jr. Day
+      "2027-02-15", -- Washington's Birthday
+      "2027-03-26", -- Good Friday
+      "2027-05-31", -- Memorial Day
+      "2027-06-18", -- Juneteenth (observed)
+      "2027-07-05", -- Independence Day (observed)
+      "2027-09-06", -- Labor Day
+      "2027-11-25", -- Thanksgiving Day
+      "2027-12-24", -- Christmas Day (observed)
     },
     -- NYSE early closes (13:00 ET).
     early_closes = {
       "2025-07-03", "2025-11-28", "2025-12-24",
       "2026-11-27", "2026-12-24",
+      "2027-11-26",
     },
     -- No new exposure in the first / last N minutes of the regular session
     -- (the opening auction and the LULD double-width bands). 0 = off.

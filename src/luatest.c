@@ -426,6 +426,7 @@ static lt_pin *lt_policy_input(lua_State *L) {
                 f[i].side = strcmp(side, "SELL") == 0 ? IM_SIDE_SELL : IM_SIDE_BUY;
                 f[i].shares = lt_num(L, e, "quantity", 0);
                 f[i].price = lt_num(L, e, "price", 0);
+                f[i].commission = lt_num(L, e, "commission", 0);
                 f[i].realized_pnl = lt_num(L, e, "realized_pnl", 0);
                 f[i].time = lt_num(L, e, "time", 0);
                 lua_pop(L, 1);

@@ -91,26 +91,36 @@ end
 TestShipped = {}
 function TestShipped:tearDown() cleanup() end
 
-function TestShipped:test_check_dir_lists_both_with_params()
+function TestShipped:test_check_dir_lists_every_shipped_policy_with_params()
   local list = assert(policy.check_dir(DIR))
-  lu.assertEquals(#list, 2)
-  lu.assertEquals(list[1].name, "market_hours")
-  lu.assertEquals(list[1].file, "market_hours.lua")
-  lu.assertEquals(list[2].name, "symbol_limits")
-  lu.assertFalse(list[1].params.allow_outside_rth)
-  lu.assertEquals(list[1].params.no_trade_open_minutes, 0)
-  lu.assertEquals(list[1].params.no_trade_close_minutes, 0)
-  lu.assertEquals(#list[1].params.holidays, 21)
-  lu.assertEquals(list[2].params.GME.max_qty, 0)
-  lu.assertEquals(list[2].params.AMC.max_qty, 0)
-  lu.assertStrMatches(list[2].sha, ("%x"):rep(64))
+  local by = {}
+  for i, p in ipairs(list) do by[p.name] = p; by[p.name].index = i end
+  lu.assertEquals(#list, 5)
+  -- Loaded in file-name order.
+  lu.assertEquals(list[1].name, "loss_streak_cooldown")
+  lu.assertEquals(list[5].name, "symbol_limits")
+  local mh = by.market_hours
+  lu.assertEquals(mh.file, "market_hours.lua")
+  lu.assertFalse(mh.params.allow_outside_rth)
+  lu.assertEquals(mh.params.no_trade_open_minutes, 0)
+  lu.assertEquals(mh.params.no_trade_close_minutes, 0)
+  lu.assertEquals(#mh.params.holidays, 31)     -- NYSE 2025, 2026 and 2027
+  lu.assertEquals(by.symbol_limits.params.GME.max_qty, 0)
+  lu.assertEquals(by.symbol_limits.params.AMC.max_qty, 0)
+  lu.assertEquals(by.no_averaging_down.params.max_loss_pct, 2.0)
+  lu.assertEquals(by.loss_streak_cooldown.params.max_losses, 3)
+  lu.assertEquals(by.pdt_guard.params.min_equity, 25000)
+  lu.assertStrMatches(by.symbol_limits.sha, ("%x"):rep(64))
   lu.assertStrMatches(assert(policy.hash(DIR)), ("%x"):rep(64))
 end
 
 function TestShipped:test_holidays_are_weekdays_in_order()
-  local list = assert(policy.check_dir(DIR))
+  local mh
+  for _, p in ipairs(assert(policy.check_dir(DIR))) do
+    if p.name == "market_hours" then mh = p end
+  end
   local prev = ""
-  for _, d in ipairs(list[1].params.holidays) do
+  for _, d in ipairs(mh.params.holidays) do
     lu.assertTrue(d > prev, d)
     prev = d
     local y, m, dd = d:match("^(%d+)-(%d+)-(%d+)$")
@@ -338,6 +348,97 @@ function TestSandbox:test_empty_and_missing_folders_have_no_policies()
   lu.assertEquals(policy.check_dir(d), {})
   lu.assertEquals(policy.check_dir(d .. "/missing"), {})
   lu.assertTrue(policy.run_dir(d, {}, ctx()).approved)
+end
+
+---------------------------------------------------------------------------
+TestMorePolicies = {}
+function TestMorePolicies:tearDown() cleanup() end
+
+local NO_AVG = DIR .. "/no_averaging_down.lua"
+local STREAK = DIR .. "/loss_streak_cooldown.lua"
+local PDT = DIR .. "/pdt_guard.lua"
+
+function TestMorePolicies:test_no_averaging_down_boundaries()
+  -- Long 100 at $122.45: the mid 120.05 is 1.96% below cost -> may add.
+  local buy = { symbol = "NVDA", action = "BUY", quantity = 10 }
+  local long = { quantity = 100, avg_cost = 122.45 }
+  lu.assertEquals(policy.run_file(NO_AVG, buy, ctx({ position = long })).decision, "allow")
+  -- At $122.60 it is 2.08% below: refused, with the figures.
+  local v = policy.run_file(NO_AVG, buy, ctx({ position = { quantity = 100, avg_cost = 122.60 } }))
+  lu.assertEquals(v.decision, "deny")
+  lu.assertEquals(v.code, "POLICY_NO_AVERAGING_DOWN")
+  lu.assertStrContains(v.reason, "2.08%")
+  -- Selling it (an exit) and opening a new position always pass.
+  local sell = { symbol = "NVDA", action = "SELL", quantity = 10, reduces_position = true }
+  lu.assertEquals(policy.run_file(NO_AVG, sell, ctx({ position = long })).decision, "allow")
+  lu.assertEquals(policy.run_file(NO_AVG, buy, ctx({ position = { quantity = 0 } })).decision, "allow")
+  -- A short that is losing (price above its entry) may not be sold further.
+  local short = { quantity = -50, avg_cost = 110 }
+  v = policy.run_file(NO_AVG, { symbol = "NVDA", action = "SELL", quantity = 10 }, ctx({ position = short }))
+  lu.assertEquals(v.decision, "deny")
+  -- Without a quote the position cannot be valued: refused.
+  local c = ctx({ position = { quantity = 100, avg_cost = 100 } })
+  c.quote = nil
+  lu.assertEquals(policy.run_file(NO_AVG, buy, c).decision, "deny")
+end
+
+local function losing_fill(t, pnl)
+  return { symbol = "AMD", action = "SELL", quantity = 10, price = 100, commission = 1,
+           realized_pnl = pnl, time = T(t) }
+end
+
+function TestMorePolicies:test_loss_streak_pauses_new_exposure()
+  local buy = { symbol = "AAPL", action = "BUY", quantity = 10 }
+  local fills = {
+    losing_fill("2025-06-10T09:40:00-04:00", -51),
+    losing_fill("2025-06-10T09:50:00-04:00", -21),
+    -- Commission only: not a loss.
+    losing_fill("2025-06-10T09:55:00-04:00", -1),
+  }
+  local c = ctx({ now = T("2025-06-10T10:00:00-04:00"), today = { fills = fills } })
+  lu.assertEquals(policy.run_file(STREAK, buy, c).decision, "allow")
+  fills[4] = losing_fill("2025-06-10T09:58:00-04:00", -5)
+  local v = policy.run_file(STREAK, buy, c)
+  lu.assertEquals(v.decision, "deny")
+  lu.assertEquals(v.code, "POLICY_LOSS_STREAK")
+  lu.assertStrContains(v.reason, "3 losing exits")
+  lu.assertStrContains(v.reason, "10:58 ET")
+  -- The pause ends 60 minutes after the latest loss.
+  c.now = T("2025-06-10T10:57:59-04:00")
+  lu.assertEquals(policy.run_file(STREAK, buy, c).decision, "deny")
+  c.now = T("2025-06-10T10:58:00-04:00")
+  lu.assertEquals(policy.run_file(STREAK, buy, c).decision, "allow")
+  -- Exits pass during the pause.
+  c.now = T("2025-06-10T10:30:00-04:00")
+  local sell = { symbol = "AMD", action = "SELL", quantity = 5, reduces_position = true }
+  lu.assertEquals(policy.run_file(STREAK, sell, c).decision, "allow")
+end
+
+function TestMorePolicies:test_pdt_guard()
+  local margin = { type = "MARGIN", net_liquidation = 20000, cash = 20000, buying_power = 40000 }
+  local fills = {
+    { symbol = "AAPL", action = "BUY", quantity = 10, price = 200, realized_pnl = -1, time = T("2025-06-10T09:35:00-04:00") },
+    { symbol = "AAPL", action = "SELL", quantity = 10, price = 201, realized_pnl = 9, time = T("2025-06-10T09:40:00-04:00") },
+    { symbol = "MSFT", action = "BUY", quantity = 5, price = 470, realized_pnl = -1, time = T("2025-06-10T09:45:00-04:00") },
+  }
+  local sell_msft = { symbol = "MSFT", action = "SELL", quantity = 5, reduces_position = true }
+  local c = ctx({ account = margin, today = { fills = fills } })
+  -- One day trade today (AAPL); selling MSFT would be the second: fine.
+  lu.assertEquals(policy.run_file(PDT, sell_msft, c).decision, "allow")
+  -- With two more earlier in the window it would be the fourth: refused.
+  local path = edited(PDT, "day_trades_before_today = 0", "day_trades_before_today = 2")
+  local v = policy.run_file(path, sell_msft, c)
+  lu.assertEquals(v.decision, "deny")
+  lu.assertEquals(v.code, "POLICY_PDT")
+  lu.assertStrContains(v.reason, "day trade 4")
+  -- Opening trades, cash accounts and accounts at the threshold pass.
+  lu.assertEquals(policy.run_file(path, { symbol = "KO", action = "BUY", quantity = 1 }, c).decision, "allow")
+  local cash = ctx({ account = { type = "CASH", net_liquidation = 20000 }, today = { fills = fills } })
+  lu.assertEquals(policy.run_file(path, sell_msft, cash).decision, "allow")
+  local big = ctx({ account = { type = "MARGIN", net_liquidation = 25000 }, today = { fills = fills } })
+  lu.assertEquals(policy.run_file(path, sell_msft, big).decision, "allow")
+  -- No account figures: refused (fail closed).
+  lu.assertEquals(policy.run_file(PDT, sell_msft, ctx({ account = false })).decision, "deny")
 end
 
 return lu.LuaUnit.run()

@@ -332,12 +332,14 @@ end
 
 function TestPolicies:test_shipped_policies_are_active_and_listed()
   local s = ok("get_status")
-  lu.assertEquals(#s.policies, 2)
-  lu.assertEquals(s.policies[1].name, "market_hours")
+  lu.assertEquals(#s.policies, 5)
+  local names = {}
+  for _, p in ipairs(s.policies) do names[#names + 1] = p.name end
+  lu.assertEquals(names, { "loss_streak_cooldown", "market_hours", "no_averaging_down",
+                           "pdt_guard", "symbol_limits" })
   lu.assertEquals(#s.policy_set_hash, 64)
   -- The demo's order passes them at 10:00 New York time on a Tuesday.
   lu.assertTrue(preview("NVDA", "BUY", 50).risk.approved)
-  lu.assertEquals(s.policies[2].name, "symbol_limits")
 end
 
 function TestPolicies:test_market_hours_close_blocks_new_exposure_not_exits()
