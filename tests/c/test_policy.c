@@ -1058,7 +1058,7 @@ TEST(policy_check_cmd) {
     ASSERT_CONTAINS(out, "allow_outside_rth = false");
     ASSERT_CONTAINS(out, "GME = {\"max_qty\":0}");
     ASSERT_CONTAINS(out, "\"2025-07-04\"");
-    ASSERT_CONTAINS(out, "loaded: 2");
+    ASSERT_CONTAINS(out, "loaded: 5");
 
     c.dir = NULL;                      /* the default folder is the same one */
     out = capture_stdout(run_check_cmd, &c);
@@ -1085,9 +1085,12 @@ static im_policies *load_shipped(void) {
 
     if (im_policies_load(shipped_dir(), NULL, &p, err, sizeof err) != 0)
         im_test_fail(__FILE__, __LINE__, "shipped policies: %s", err);
-    ASSERT_EQ(im_policies_count(p), 2);
-    ASSERT_STR_EQ(im_policies_name(p, 0), "market_hours");
-    ASSERT_STR_EQ(im_policies_name(p, 1), "symbol_limits");
+    ASSERT_EQ(im_policies_count(p), 5);   /* in file-name order */
+    ASSERT_STR_EQ(im_policies_name(p, 0), "loss_streak_cooldown");
+    ASSERT_STR_EQ(im_policies_name(p, 1), "market_hours");
+    ASSERT_STR_EQ(im_policies_name(p, 2), "no_averaging_down");
+    ASSERT_STR_EQ(im_policies_name(p, 3), "pdt_guard");
+    ASSERT_STR_EQ(im_policies_name(p, 4), "symbol_limits");
     return p;
 }
 
