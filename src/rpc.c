@@ -10,6 +10,7 @@
 #include "common.h"
 #include "error.h"
 #include "log.h"
+#include "text.h"
 
 /* ---- framer ----------------------------------------------------------- */
 
@@ -104,35 +105,6 @@ void im_rpc_framer_finish(im_rpc_framer *f, im_rpc_line_cb on_line,
 
 /* ---- line checks --------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. Rejects
- * overlong forms, surrogates and code points above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-    unsigned c = p[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
 int im_rpc_line_check(const char *line, size_t len, const char **why) {
     const unsigned char *p = (const unsigned char *)line;
     int in_string = 0;
@@ -142,7 +114,7 @@ int im_rpc_line_check(const char *line, size_t len, const char **why) {
             *why = "Parse error: the line contains a NUL byte";
             return IM_EPARSE;
         }
-        n = utf8_seq(p + i, len - i);
+        n = im_text_utf8_len(p + i, len - i);
         if (n == 0) {
             *why = "Parse error: the line is not valid UTF-8";
             return IM_EPARSE;

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "text.h"
 
 #define PATH_MAX_LEN 256
 
@@ -139,7 +140,7 @@ static int check_string(const cJSON *s, const cJSON *v, const char *path, char *
         regfree(&re);
         if (m != 0) {
             char shown[64];
-            snprintf(shown, sizeof shown, "%s", str);
+            im_text_copy(shown, sizeof shown, str);
             snprintf(err, errlen, "%s must match %s (got \"%s\")", path_or(path), b->valuestring,
                      shown);
             return IM_ESCHEMA;

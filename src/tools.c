@@ -23,6 +23,7 @@
 #include "schema.h"
 #include "script.h"
 #include "script_json.h"
+#include "text.h"
 
 #define TOOLS_MAX 64
 #define TOOL_FILE_MAX (256 * 1024)
@@ -67,8 +68,12 @@ static im_tool_call *call_of(lua_State *L) {
 static cJSON *result_text(const char *text, int is_error) {
     cJSON *res = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(res, "content");
     cJSON *block = cJSON_CreateObject();
+    cJSON *t;
     cJSON_AddStringToObject(block, "type", "text");
-    cJSON_AddStringToObject(block, "text", text);
+    /* Sentences may quote client input cut by snprintf: keep them UTF-8. */
+    t = cJSON_AddStringToObject(block, "text", text);
+    if (t != NULL && t->valuestring != NULL)
+        im_text_sanitize(t->valuestring);
     cJSON_AddItemToArray(content, block);
     if (is_error)
         cJSON_AddBoolToObject(res, "isError", 1);
