@@ -397,7 +397,7 @@ await test('server/discover before initialize -> -32601 promptly; unknown method
   assert.ok(dt < 2000, `server/discover took ${dt} ms`);
   await s.initialize();
   assertError(await s.request('no/such/method', {}), -32601, 'unknown method');
-  assertError(await s.request('resources/list', {}), -32601, 'resources/list (not declared)');
+  assertError(await s.request('completion/complete', {}), -32601, 'completion/complete (not declared)');
   assert.deepEqual(await s.ok('ping'), {}, 'still serving');
 });
 

@@ -4,7 +4,8 @@
 // outputSchema and throws when it does not conform, so calling every tool is
 // the schema check; on top of that each schema is compiled with the SDK's
 // bundled Ajv as JSON Schema 2020-12 (the MCP default dialect) and every
-// result is validated against it here too.
+// result is validated against it here too. Resources, prompts and logging
+// go through the SDK's own methods (and its result schemas) as well.
 //
 // Usage: node tests/interop/test_sdk_client.mjs <npm-dir> <path-to-ibkr-mcp>
 //   <npm-dir> is where tests/interop/setup.sh installed the packages.
@@ -25,9 +26,10 @@ if (!fs.existsSync(BIN)) {
   process.exit(2);
 }
 const require = createRequire(path.join(path.resolve(NPM_DIR), 'package.json'));
-let Client, StdioClientTransport, Ajv2020, sdkVersion;
+let Client, StdioClientTransport, Ajv2020, sdkVersion, LoggingMessageNotificationSchema;
 try {
   ({ Client } = require('@modelcontextprotocol/sdk/client/index.js'));
+  ({ LoggingMessageNotificationSchema } = require('@modelcontextprotocol/sdk/types.js'));
   ({ StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js'));
   const a = require('ajv/dist/2020');
   Ajv2020 = a.default || a.Ajv2020 || a;
@@ -103,6 +105,8 @@ let serverStderr = '';
 if (transport.stderr) transport.stderr.on('data', (d) => { serverStderr += d; });
 const client = new Client({ name: 'ibkr-mcp-interop', version: '1.0.0' }, { capabilities: {} });
 let child = null;   // the server process, for the exit checks
+const logMessages = [];
+client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => { logMessages.push(n.params); });
 
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateSchema: true });
 const validators = new Map();
@@ -266,6 +270,74 @@ try {
   await step('an unknown tool -> the SDK raises the JSON-RPC error -32602', async () => {
     await assert.rejects(client.callTool({ name: 'no_such_tool', arguments: {} }),
       (e) => e && e.code === -32602);
+  });
+
+  await step('setLoggingLevel: a rejected preview arrives as notifications/message (warning)', async () => {
+    const caps = client.getServerCapabilities();
+    assert.ok(caps.logging, 'logging capability');
+    await client.setLoggingLevel('warning');
+    const before = logMessages.length;
+    const p = await ok('preview_order', { symbol: 'TSLA', action: 'BUY', quantity: 400 });
+    assert.equal(p.risk.approved, false);
+    for (let i = 0; i < 100 && logMessages.length === before; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    const m = logMessages.slice(before).find((x) => x.data && x.data.event === 'preview_rejected');
+    assert.ok(m, `no preview_rejected log message: ${JSON.stringify(logMessages.slice(before))}`);
+    assert.equal(m.level, 'warning');
+    assert.equal(m.logger, 'ibkr-mcp');
+    assert.deepEqual(m.data.reasons, p.risk.reasons);
+    // Info events stay below the warning threshold.
+    const mark = logMessages.length;
+    const small = await ok('preview_order', { symbol: 'MSFT', action: 'BUY', quantity: 1 });
+    assert.equal(small.risk.approved, true, JSON.stringify(small.risk));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(logMessages.slice(mark), []);
+    await assert.rejects(client.setLoggingLevel('verbose'), (e) => e && e.code === -32602);
+  });
+
+  await step('listResources / readResource: every URI parses and matches its tool', async () => {
+    assert.ok(client.getServerCapabilities().resources, 'resources capability');
+    const r = await client.listResources();
+    const tools = {
+      'ibkr://status': 'get_status', 'ibkr://account': 'get_account_summary',
+      'ibkr://positions': 'get_positions', 'ibkr://orders/open': 'get_open_orders',
+      'ibkr://trades': 'get_trades', 'ibkr://limits': 'get_status',
+    };
+    assert.deepEqual(r.resources.map((x) => x.uri).sort(), Object.keys(tools).sort());
+    for (const { uri } of r.resources) {
+      const rr = await client.readResource({ uri });
+      assert.equal(rr.contents.length, 1);
+      assert.equal(rr.contents[0].uri, uri);
+      assert.equal(rr.contents[0].mimeType, 'application/json');
+      const got = JSON.parse(rr.contents[0].text);
+      const want = await ok(tools[uri], {});
+      if (uri === 'ibkr://limits') assert.deepEqual(got.limits, want.limits);
+      else if (uri === 'ibkr://status') assert.deepEqual(got.limits, want.limits);
+      else assert.deepEqual(got, want, uri);
+    }
+    const t = await client.listResourceTemplates();
+    assert.deepEqual(t.resourceTemplates.map((x) => x.uriTemplate), ['ibkr://quote/{symbol}']);
+    const q = JSON.parse((await client.readResource({ uri: 'ibkr://quote/NVDA' })).contents[0].text);
+    assert.equal(q.symbol, 'NVDA');
+    assert.ok(q.bid > 0 && q.bid < q.ask);
+    await assert.rejects(client.readResource({ uri: 'ibkr://nope' }), (e) => e && e.code === -32002);
+  });
+
+  await step('listPrompts / getPrompt pre_trade_review', async () => {
+    assert.ok(client.getServerCapabilities().prompts, 'prompts capability');
+    const l = await client.listPrompts();
+    const p = l.prompts.find((x) => x.name === 'pre_trade_review');
+    assert.ok(p, 'pre_trade_review listed');
+    assert.deepEqual(p.arguments.filter((a) => a.required).map((a) => a.name),
+      ['symbol', 'action', 'quantity']);
+    const g = await client.getPrompt({ name: 'pre_trade_review',
+      arguments: { symbol: 'AAPL', action: 'SELL', quantity: '3' } });
+    assert.equal(g.messages[0].role, 'user');
+    assert.match(g.messages[0].content.text, /SELL 3 AAPL/);
+    assert.match(g.messages[0].content.text, /preview_order/);
+    await assert.rejects(client.getPrompt({ name: 'pre_trade_review', arguments: { symbol: 'AAPL' } }),
+      (e) => e && e.code === -32602);
+    await assert.rejects(client.getPrompt({ name: 'nope' }), (e) => e && e.code === -32602);
   });
 
   await step('halt_trading: later previews rejected with RISK_HALTED', async () => {
