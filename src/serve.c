@@ -16,6 +16,7 @@
 #include "error.h"
 #include "log.h"
 #include "mcp.h"
+#include "repl.h"
 #include "rpc.h"
 
 #define SERVE_DRAIN_MS 5000   /* longest wait for in-flight calls after EOF */
@@ -25,6 +26,7 @@ typedef struct serve {
     im_app app;
     im_rpc *rpc;
     im_mcp *mcp;
+    im_repl_server *repl;   /* the console socket, when IBKR_REPL=true */
     uv_signal_t sigterm, sigint;
     uv_timer_t drain;
     uint64_t drain_deadline;
@@ -62,6 +64,10 @@ static void serve_stop(serve *s) {
     if (s->stopping == 2)
         return;
     s->stopping = 2;
+    /* Consoles first: their pending broker calls are answered (cancelled)
+     * by im_app_close below and must find them gone. */
+    im_repl_server_close(s->repl);
+    s->repl = NULL;
     im_mcp_free(s->mcp);
     s->mcp = NULL;
     im_app_close(&s->app);
@@ -100,6 +106,23 @@ static void serve_signal_cb(uv_signal_t *h, int signum) {
     serve_stop(s);
 }
 
+/* The operator console socket: only when IBKR_REPL=true (read here, not in
+ * config: it is a property of this process, not of the trading session).
+ * A failure is logged and the server runs on without a console. */
+static void serve_repl_start(serve *s) {
+    const char *v = getenv("IBKR_REPL");
+    char err[512];
+    if (v == NULL || strcmp(v, "true") != 0)
+        return;
+    if (im_repl_server_start(&s->loop, &s->app, s->app.cfg.state_dir, &s->repl, err,
+                             sizeof err) != 0) {
+        s->repl = NULL;
+        im_warn("operator console not started: %s", err);
+        return;
+    }
+    im_info("operator console listening on %s/repl.sock (IBKR_REPL=true)", s->app.cfg.state_dir);
+}
+
 int im_serve_run(void) {
     serve *s = calloc(1, sizeof *s);
     im_rpc_handlers h;
@@ -136,6 +159,8 @@ int im_serve_run(void) {
     uv_signal_start(&s->sigint, serve_signal_cb, SIGINT);
     uv_timer_init(&s->loop, &s->drain);
     s->drain.data = s;
+
+    serve_repl_start(s);
 
     memset(&h, 0, sizeof h);
     h.on_line = serve_on_line;

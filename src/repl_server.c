@@ -1,0 +1,464 @@
+/* repl_server.c: the console socket of `serve` and the `attach` client
+ * (repl.h).
+ *
+ * Line protocol, both ways newline-terminated: the client sends input
+ * lines; the server answers with output lines, then a prompt line: the
+ * byte 0x02 followed by the prompt text ("> " or ">> "). A client that
+ * reads up to the next 0x02 line has the whole answer to its line. Lines
+ * that arrive while a console waits for the broker are queued in order.
+ *
+ * The socket is a unix socket, mode 0600, in a directory created 0700:
+ * anyone who can open it can halt, resume and place with a token, so the
+ * server opens it only when IBKR_REPL=true. Nothing here writes to stdout
+ * (it carries JSON-RPC in `serve`), except the `attach` client, whose
+ * stdout is the operator's terminal. */
+#include "repl.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+#define REPL_PROMPT_MARK '\x02'
+#define REPL_LINE_MAX (64 * 1024)   /* longest console input line */
+#define REPL_SOCK_NAME "repl.sock"
+
+typedef struct repl_conn repl_conn;
+
+struct im_repl_server {
+    uv_loop_t *loop;
+    im_app *app;
+    uv_pipe_t listener;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    repl_conn *conns;
+    int open_handles;     /* listener + connections not yet closed */
+    int closing;
+    unsigned next_id;
+};
+
+struct repl_conn {
+    uv_pipe_t pipe;       /* first: the close callback casts back */
+    im_repl_server *srv;
+    im_repl_console *console;
+    repl_conn *next;
+    char *in;
+    size_t in_len, in_cap;
+    int eof;
+    int closing;
+};
+
+typedef struct repl_wreq {
+    uv_write_t req;
+    char data[];
+} repl_wreq;
+
+/* ---- connections ------------------------------------------------------------- */
+
+static void repl_srv_maybe_free(im_repl_server *srv) {
+    if (srv->closing && srv->open_handles == 0)
+        free(srv);
+}
+
+static void repl_conn_write_cb(uv_write_t *req, int status) {
+    (void)status;
+    free(container_of(req, repl_wreq, req));
+}
+
+static void repl_conn_send(repl_conn *k, const char *text, size_t len) {
+    repl_wreq *w;
+    uv_buf_t buf;
+    if (k->closing || len == 0)
+        return;
+    w = malloc(sizeof *w + len);
+    if (w == NULL)
+        return;
+    memcpy(w->data, text, len);
+    buf = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&k->pipe, &buf, 1, repl_conn_write_cb) != 0)
+        free(w);
+}
+
+static void repl_conn_write(void *ud, const char *text, size_t len) {
+    repl_conn_send(ud, text, len);
+}
+
+static void repl_conn_prompt(repl_conn *k) {
+    char buf[8];
+    int n = snprintf(buf, sizeof buf, "%c%s\n", REPL_PROMPT_MARK,
+                     im_repl_console_prompt(k->console));
+    repl_conn_send(k, buf, (size_t)n);
+}
+
+static void repl_conn_close_cb(uv_handle_t *h) {
+    repl_conn *k = (repl_conn *)h;
+    im_repl_server *srv = k->srv;
+    free(k->in);
+    free(k);
+    srv->open_handles--;
+    repl_srv_maybe_free(srv);
+}
+
+static void repl_conn_close(repl_conn *k) {
+    im_repl_server *srv = k->srv;
+    if (k->closing)
+        return;
+    k->closing = 1;
+    for (repl_conn **pp = &srv->conns; *pp; pp = &(*pp)->next)
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    im_debug("console %p detached", (void *)k);
+    im_repl_console_free(k->console);   /* deferred while it waits */
+    k->console = NULL;
+    uv_close((uv_handle_t *)&k->pipe, repl_conn_close_cb);
+}
+
+/* Evaluates every complete line queued, stopping at one that waits. */
+static void repl_conn_pump(repl_conn *k) {
+    while (!k->closing && !im_repl_console_busy(k->console)) {
+        char *nl = memchr(k->in, '\n', k->in_len);
+        size_t len, used;
+        int rc;
+        if (nl == NULL)
+            break;
+        len = (size_t)(nl - k->in);
+        used = len + 1;
+        if (len > 0 && k->in[len - 1] == '\r')
+            len--;
+        rc = im_repl_console_feed(k->console, k->in, len);
+        memmove(k->in, k->in + used, k->in_len - used);
+        k->in_len -= used;
+        if (rc == 1)
+            return;   /* the done callback prompts and pumps again */
+        repl_conn_prompt(k);
+    }
+    if (!k->closing && k->eof && !im_repl_console_busy(k->console))
+        repl_conn_close(k);
+}
+
+static void repl_conn_done(void *ud) {
+    repl_conn *k = ud;
+    repl_conn_prompt(k);
+    repl_conn_pump(k);
+}
+
+static void repl_conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    repl_conn *k = (repl_conn *)h;
+    (void)hint;
+    if (k->in_cap - k->in_len < 4096) {
+        size_t cap = k->in_cap ? k->in_cap * 2 : 8192;
+        char *p = realloc(k->in, cap);
+        if (p == NULL) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        k->in = p;
+        k->in_cap = cap;
+    }
+    *buf = uv_buf_init(k->in + k->in_len, (unsigned)(k->in_cap - k->in_len));
+}
+
+static void repl_conn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    repl_conn *k = (repl_conn *)st;
+    (void)buf;
+    if (n < 0) {
+        uv_read_stop(st);
+        k->eof = 1;
+        repl_conn_pump(k);
+        return;
+    }
+    k->in_len += (size_t)n;
+    if (k->in_len > REPL_LINE_MAX && memchr(k->in, '\n', k->in_len) == NULL) {
+        static const char msg[] = "error: input line too long; disconnecting\n";
+        repl_conn_send(k, msg, sizeof msg - 1);
+        repl_conn_close(k);
+        return;
+    }
+    repl_conn_pump(k);
+}
+
+static void repl_srv_connection_cb(uv_stream_t *server, int status) {
+    im_repl_server *srv = container_of((uv_pipe_t *)server, im_repl_server, listener);
+    repl_conn *k;
+    im_repl_console_opts o;
+    char origin[96];
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    uv_os_fd_t fd;
+
+    if (status != 0 || srv->closing)
+        return;
+    k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return;
+    k->srv = srv;
+    uv_pipe_init(srv->loop, &k->pipe, 0);
+    srv->open_handles++;
+    if (uv_accept(server, (uv_stream_t *)&k->pipe) != 0) {
+        k->closing = 1;
+        uv_close((uv_handle_t *)&k->pipe, repl_conn_close_cb);
+        return;
+    }
+    srv->next_id++;
+    if (uv_fileno((uv_handle_t *)&k->pipe, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+        snprintf(origin, sizeof origin, "attach#%u (pid %ld, uid %ld)", srv->next_id,
+                 (long)cred.pid, (long)cred.uid);
+    else
+        snprintf(origin, sizeof origin, "attach#%u", srv->next_id);
+    memset(&o, 0, sizeof o);
+    o.app = srv->app;
+    o.origin = origin;
+    o.local = 0;
+    o.write = repl_conn_write;
+    o.done = repl_conn_done;
+    o.ud = k;
+    if (im_repl_console_new(&o, &k->console) != 0) {
+        k->closing = 1;
+        uv_close((uv_handle_t *)&k->pipe, repl_conn_close_cb);
+        return;
+    }
+    k->next = srv->conns;
+    srv->conns = k;
+    im_debug("console %s attached", origin);
+    {
+        char banner[200];
+        int n = snprintf(banner, sizeof banner,
+                         "ibkr-mcp console inside the running server (%s). help() lists the "
+                         "commands.\n", origin);
+        repl_conn_send(k, banner, (size_t)n);
+    }
+    repl_conn_prompt(k);
+    uv_read_start((uv_stream_t *)&k->pipe, repl_conn_alloc_cb, repl_conn_read_cb);
+}
+
+/* ---- the listener ---------------------------------------------------------------- */
+
+/* mkdir -p with mode 0700 for what it creates. */
+static int repl_mkdirs(const char *dir) {
+    char buf[1024];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf)
+        return IM_EINVAL;
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char ch = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return IM_EIO;
+            buf[i] = ch;
+        }
+    }
+    return 0;
+}
+
+/* 1 when a server answers on path, 0 when nobody does. */
+static int repl_sock_live(const char *path) {
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), live;
+    if (fd < 0)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return live;
+}
+
+static void repl_listener_close_cb(uv_handle_t *h) {
+    im_repl_server *srv = container_of((uv_pipe_t *)h, im_repl_server, listener);
+    srv->open_handles--;
+    repl_srv_maybe_free(srv);
+}
+
+int im_repl_server_start(uv_loop_t *loop, im_app *app, const char *dir, im_repl_server **out,
+                         char *err, size_t errlen) {
+    im_repl_server *srv;
+    struct stat st;
+    mode_t old;
+    int rc;
+
+    if (dir == NULL || dir[0] == '\0') {
+        snprintf(err, errlen, "no state directory for the console socket (set IBKR_STATE_DIR)");
+        return IM_EINVAL;
+    }
+    srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return IM_ENOMEM;
+    }
+    if ((size_t)snprintf(srv->path, sizeof srv->path, "%s/%s", dir, REPL_SOCK_NAME) >=
+        sizeof srv->path) {
+        snprintf(err, errlen, "console socket path too long: %s/%s", dir, REPL_SOCK_NAME);
+        free(srv);
+        return IM_ETOOBIG;
+    }
+    if (repl_mkdirs(dir) != 0) {
+        snprintf(err, errlen, "cannot create the state directory %s: %s", dir, strerror(errno));
+        free(srv);
+        return IM_EIO;
+    }
+    if (lstat(srv->path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a socket; not replacing it", srv->path);
+            free(srv);
+            return IM_EEXIST;
+        }
+        if (repl_sock_live(srv->path)) {
+            snprintf(err, errlen, "another server is listening on %s", srv->path);
+            free(srv);
+            return IM_EBUSY;
+        }
+        im_info("replacing the stale console socket %s", srv->path);
+        unlink(srv->path);
+    }
+    srv->loop = loop;
+    srv->app = app;
+    uv_pipe_init(loop, &srv->listener, 0);
+    srv->open_handles = 1;
+    old = umask(0177);   /* the socket is born 0600: no window for others */
+    rc = uv_pipe_bind(&srv->listener, srv->path);
+    umask(old);
+    if (rc == 0 && chmod(srv->path, 0600) != 0)
+        rc = UV_EPERM;
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 16, repl_srv_connection_cb);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", srv->path, uv_strerror(rc));
+        unlink(srv->path);
+        srv->closing = 1;
+        uv_close((uv_handle_t *)&srv->listener, repl_listener_close_cb);
+        return IM_EIO;
+    }
+    *out = srv;
+    return 0;
+}
+
+void im_repl_server_close(im_repl_server *srv) {
+    if (srv == NULL || srv->closing)
+        return;
+    srv->closing = 1;
+    while (srv->conns)
+        repl_conn_close(srv->conns);
+    unlink(srv->path);
+    uv_close((uv_handle_t *)&srv->listener, repl_listener_close_cb);
+}
+
+/* ---- `ibkr-mcp attach` -------------------------------------------------------------- */
+
+static int repl_write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static const char *repl_attach_getenv(const char *name) { return getenv(name); }
+
+int im_repl_attach(const char *path) {
+    char defpath[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct sockaddr_un sa;
+    char buf[4096], *line = NULL;
+    size_t cap = 0, lcap = 0, llen = 0;
+    char *acc = NULL;
+    int fd, tty = isatty(0), rc = 0;
+
+    if (path == NULL) {
+        im_config cfg;
+        char err[256];
+        im_config_defaults(&cfg);
+        if (im_config_load(&cfg, repl_attach_getenv, err, sizeof err) != 0) {
+            fprintf(stderr, "ibkr-mcp: %s\n", err);
+            return 2;
+        }
+        if ((size_t)snprintf(defpath, sizeof defpath, "%s/%s", cfg.state_dir, REPL_SOCK_NAME) >=
+            sizeof defpath) {
+            fprintf(stderr, "ibkr-mcp: the console socket path is too long\n");
+            return 2;
+        }
+        path = defpath;
+    }
+    if (strlen(path) >= sizeof sa.sun_path) {
+        fprintf(stderr, "ibkr-mcp: socket path too long: %s\n", path);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        fprintf(stderr, "ibkr-mcp: cannot attach to %s: %s (is the server running with "
+                        "IBKR_REPL=true?)\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    /* Read the server's lines; at each prompt mark, send one stdin line. */
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;   /* the server went away */
+        for (ssize_t i = 0; i < n; i++) {
+            if (llen + 1 >= lcap) {
+                size_t ncap = lcap ? lcap * 2 : 256;
+                char *p = realloc(acc, ncap);
+                if (p == NULL) {
+                    rc = 1;
+                    goto out;
+                }
+                acc = p;
+                lcap = ncap;
+            }
+            acc[llen++] = buf[i];
+            if (buf[i] != '\n')
+                continue;
+            if (acc[0] == REPL_PROMPT_MARK) {
+                ssize_t got;
+                if (tty) {
+                    fwrite(acc + 1, 1, llen - 2, stdout);   // stdout-ok: attach's terminal
+                    fflush(stdout);                         // stdout-ok
+                }
+                llen = 0;
+                got = getline(&line, &cap, stdin);
+                if (got < 0) {
+                    if (tty)
+                        fputs("\n", stdout);   // stdout-ok
+                    goto out;
+                }
+                if (got == 0 || line[got - 1] != '\n')
+                    line[got++] = '\n';   /* getline leaves room for the NUL */
+                if (repl_write_all(fd, line, (size_t)got) != 0)
+                    goto out;
+            } else {
+                fwrite(acc, 1, llen, stdout);   // stdout-ok: attach's terminal
+                fflush(stdout);                 // stdout-ok
+                llen = 0;
+            }
+        }
+    }
+out:
+    free(acc);
+    free(line);
+    close(fd);
+    return rc;
+}
