@@ -42,6 +42,13 @@ test: build asan
 	@echo "== normal build: $(BUILD)"
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Benchmarks (never tests, never assert a timing): ibkr-mcp against a bare C
+# stdio echo and an equivalent TypeScript SDK server, side by side in one
+# run; prints figures and ratios and writes $(BUILD)/bench-summary.md.
+.PHONY: bench
+bench: build npm
+	@bash tests/bench/run.sh $(BUILD)
+
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
