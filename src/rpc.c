@@ -157,6 +157,9 @@ struct im_rpc {
     int out_open;
     size_t pending;
     int reading;
+    int paused;               /* backpressure: deliver no line */
+    char *backlog;            /* bytes read while paused, owned */
+    size_t backlog_len;
     int eof;
     int closing;
     void (*done)(void *);
@@ -176,6 +179,7 @@ static void rpc_maybe_free(im_rpc *r) {
     void (*done)(void *) = r->done;
     void *ud = r->done_ud;
     im_rpc_framer_free(&r->framer);
+    free(r->backlog);
     free(r);
     if (done)
         done(ud);
@@ -190,11 +194,33 @@ static void rpc_on_eof(im_rpc *r) {
         r->h.on_eof(r->h.ud);
 }
 
+/* Feeds the framer one line at a time, so a pause requested by a line's
+ * handler takes effect at once; what is left waits in the backlog. */
 static void rpc_feed(im_rpc *r, const char *data, size_t n) {
-    if (im_rpc_framer_feed(&r->framer, data, n, r->h.on_line, r->h.on_overflow, r->h.ud) != 0) {
-        im_error("out of memory reading stdin; stopping");
-        im_rpc_stop_reading(r);
-        rpc_on_eof(r);
+    while (n > 0 && !r->paused && !r->closing) {
+        const char *nl = memchr(data, '\n', n);
+        size_t chunk = nl ? (size_t)(nl - data) + 1 : n;
+        if (im_rpc_framer_feed(&r->framer, data, chunk, r->h.on_line, r->h.on_overflow,
+                               r->h.ud) != 0) {
+            im_error("out of memory reading stdin; stopping");
+            im_rpc_stop_reading(r);
+            rpc_on_eof(r);
+            return;
+        }
+        data += chunk;
+        n -= chunk;
+    }
+    if (n > 0 && r->paused && !r->closing) {
+        char *nb = realloc(r->backlog, r->backlog_len + n);
+        if (nb == NULL) {
+            im_error("out of memory holding input; stopping");
+            im_rpc_stop_reading(r);
+            rpc_on_eof(r);
+            return;
+        }
+        memcpy(nb + r->backlog_len, data, n);
+        r->backlog = nb;
+        r->backlog_len += n;
     }
 }
 
@@ -239,7 +265,7 @@ static void rpc_fs_read_cb(uv_fs_t *req) {
     }
     if (n > 0 && r->reading) {
         rpc_feed(r, r->fs_buf, (size_t)n);
-        if (r->reading && !r->closing)
+        if (r->reading && !r->closing && !r->paused)
             rpc_fs_next(r);
         return;
     }
@@ -355,6 +381,40 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len) {
 }
 
 size_t im_rpc_pending(const im_rpc *r) { return r->pending; }
+
+void im_rpc_pause(im_rpc *r) {
+    if (r->paused)
+        return;
+    r->paused = 1;
+    if (r->reading && r->in_kind != UV_FILE && r->in_open)
+        uv_read_stop((uv_stream_t *)&r->in);
+}
+
+int im_rpc_paused(const im_rpc *r) { return r->paused; }
+
+void im_rpc_resume(im_rpc *r) {
+    char *held;
+    size_t n;
+    if (!r->paused || r->closing)
+        return;
+    r->paused = 0;
+    held = r->backlog;
+    n = r->backlog_len;
+    r->backlog = NULL;
+    r->backlog_len = 0;
+    if (held != NULL) {
+        rpc_feed(r, held, n);   /* may pause again and keep the rest */
+        free(held);
+    }
+    if (r->paused || r->closing || !r->reading)
+        return;
+    if (r->in_kind == UV_FILE) {
+        if (!r->fs_busy)
+            rpc_fs_next(r);
+    } else if (r->in_open) {
+        uv_read_start((uv_stream_t *)&r->in, rpc_alloc_cb, rpc_read_cb);
+    }
+}
 
 void im_rpc_stop_reading(im_rpc *r) {
     if (!r->reading)

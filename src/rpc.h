@@ -65,6 +65,13 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len);
 size_t im_rpc_pending(const im_rpc *r);
 /* Stops reading (input is abandoned). */
 void im_rpc_stop_reading(im_rpc *r);
+/* Backpressure: after pause, no further line is delivered (lines already
+ * read wait in a backlog) and the fd is not read; resume delivers the
+ * backlog first, then reads again. Both may be called from on_line;
+ * resume must not be (deliver it from a later loop turn). */
+void im_rpc_pause(im_rpc *r);
+void im_rpc_resume(im_rpc *r);
+int im_rpc_paused(const im_rpc *r);
 /* Closes both handles; frees r from the last close callback, then calls
  * done(ud) if not NULL. */
 void im_rpc_close(im_rpc *r, void (*done)(void *ud), void *ud);

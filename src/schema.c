@@ -5,6 +5,7 @@
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -43,6 +44,40 @@ static const char *kind_of(const cJSON *v) {
 }
 
 static const char *path_or(const char *path) { return *path ? path : "the value"; }
+
+/* Compiled patterns, by their text. Compiling on every call was the
+ * largest single cost of a get_quote (about 16% in a profile, make
+ * bench); the tools use a handful of patterns, so a small table serves.
+ * Entries live for the process (reachable from this table). */
+#define PATTERN_CACHE 32
+static struct {
+    char *text;
+    regex_t re;
+} pattern_cache[PATTERN_CACHE];
+static size_t pattern_count;
+
+/* Returns the compiled pattern, or NULL when it does not compile (or the
+ * table is full and it cannot be compiled into a scratch slot). */
+static const regex_t *pattern_get(const char *text, regex_t *scratch, int *scratch_used) {
+    *scratch_used = 0;
+    for (size_t i = 0; i < pattern_count; i++)
+        if (strcmp(pattern_cache[i].text, text) == 0)
+            return &pattern_cache[i].re;
+    if (pattern_count < PATTERN_CACHE) {
+        char *copy = strdup(text);
+        if (copy != NULL &&
+            regcomp(&pattern_cache[pattern_count].re, text, REG_EXTENDED | REG_NOSUB) == 0) {
+            pattern_cache[pattern_count].text = copy;
+            return &pattern_cache[pattern_count++].re;
+        }
+        free(copy);
+        return NULL;
+    }
+    if (regcomp(scratch, text, REG_EXTENDED | REG_NOSUB) != 0)
+        return NULL;
+    *scratch_used = 1;
+    return scratch;
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *path, const char *detail) {
     snprintf(err, errlen, fmt, path_or(path), detail);
@@ -130,14 +165,16 @@ static int check_string(const cJSON *s, const cJSON *v, const char *path, char *
     }
     b = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     if (cJSON_IsString(b)) {
-        regex_t re;
-        int m;
-        if (regcomp(&re, b->valuestring, REG_EXTENDED | REG_NOSUB) != 0) {
+        regex_t scratch;
+        int m, used;
+        const regex_t *re = pattern_get(b->valuestring, &scratch, &used);
+        if (re == NULL) {
             snprintf(err, errlen, "schema pattern for %s does not compile", path_or(path));
             return IM_ESCHEMA;
         }
-        m = regexec(&re, str, 0, NULL, 0);
-        regfree(&re);
+        m = regexec(re, str, 0, NULL, 0);
+        if (used)
+            regfree(&scratch);
         if (m != 0) {
             char shown[64];
             im_text_copy(shown, sizeof shown, str);

@@ -29,22 +29,44 @@ typedef struct serve {
     im_repl_server *repl;   /* the console socket, when IBKR_REPL=true */
     uv_signal_t sigterm, sigint;
     uv_timer_t drain;
+    uv_timer_t unpause;       /* resumes reading from a later loop turn */
     uint64_t drain_deadline;
     int stopping;
 } serve;
 
+/* Backpressure: with this many calls in flight the server stops reading
+ * stdin (lines already read wait), and reads again below the low mark, so
+ * a client that pipelines a burst is served at the server's pace instead
+ * of being refused with "too many requests in flight" (mcp's cap, 256,
+ * stays the hard bound). */
+#define SERVE_PAUSE_AT 192
+#define SERVE_RESUME_BELOW 64
+
 static const char *serve_getenv(const char *name) { return getenv(name); }
+
+static void serve_unpause_cb(uv_timer_t *t) {
+    serve *s = t->data;
+    if (s->rpc != NULL && !s->stopping)
+        im_rpc_resume(s->rpc);
+}
 
 static void serve_send(void *ud, const char *json, size_t len) {
     serve *s = ud;
     if (s->rpc && im_rpc_write(s->rpc, json, len) != 0)
         im_error("could not write a response to stdout");
+    /* Not from here: a resumed line would re-enter mcp inside its reply. */
+    if (s->rpc && im_rpc_paused(s->rpc) && s->mcp &&
+        im_mcp_inflight(s->mcp) < SERVE_RESUME_BELOW && !uv_is_active((uv_handle_t *)&s->unpause))
+        uv_timer_start(&s->unpause, serve_unpause_cb, 0, 0);
 }
 
 static void serve_on_line(void *ud, const char *line, size_t len) {
     serve *s = ud;
-    if (!s->stopping)
-        im_mcp_handle_line(s->mcp, line, len);
+    if (s->stopping)
+        return;
+    im_mcp_handle_line(s->mcp, line, len);
+    if (s->rpc && im_mcp_inflight(s->mcp) >= SERVE_PAUSE_AT)
+        im_rpc_pause(s->rpc);
 }
 
 static void serve_on_overflow(void *ud, size_t len) {
@@ -78,6 +100,7 @@ static void serve_stop(serve *s) {
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->drain, NULL);
+    uv_close((uv_handle_t *)&s->unpause, NULL);
 }
 
 static void serve_drain_cb(uv_timer_t *t) {
@@ -158,6 +181,8 @@ int im_serve_run(void) {
     uv_signal_start(&s->sigterm, serve_signal_cb, SIGTERM);
     uv_signal_start(&s->sigint, serve_signal_cb, SIGINT);
     uv_timer_init(&s->loop, &s->drain);
+    uv_timer_init(&s->loop, &s->unpause);
+    s->unpause.data = s;
     s->drain.data = s;
 
     serve_repl_start(s);
