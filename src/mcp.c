@@ -11,6 +11,7 @@
 #include "common.h"
 #include "error.h"
 #include "log.h"
+#include "rpc.h"
 #include "mcp_catalog.h"
 #include "text.h"
 
@@ -359,6 +360,36 @@ static const char *skip_value(const char *p, const char *end) {
         p++;
     } while (depth > 0);
     return p;
+}
+
+/* 1 when s is exactly a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int json_number_ok(const char *s) {
+    if (*s == '-')
+        s++;
+    if (*s == '0')
+        s++;
+    else if (*s >= '1' && *s <= '9')
+        while (*s >= '0' && *s <= '9')
+            s++;
+    else
+        return 0;
+    if (*s == '.') {
+        s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == '\0';
 }
 
 /* Copies the raw text of the top-level "id" member of a valid JSON object.
@@ -861,6 +892,13 @@ static void handle_message(im_mcp *m, const cJSON *msg, const char *line, size_t
             cJSON_free(p);
         }
     }
+    /* cJSON reads numbers like 01 or 1. that JSON forbids; echoing such an
+     * id would put invalid JSON on stdout. */
+    if (rid != NULL && cJSON_IsNumber(id) && !json_number_ok(rid)) {
+        free(rid);
+        send_null_error(m, b, JSONRPC_PARSE_ERROR, "Parse error: the id is not a valid JSON number");
+        return;
+    }
     o.id = rid ? rid : "null";
 
     if (method == NULL && id != NULL &&
@@ -925,8 +963,17 @@ static void handle_batch(im_mcp *m, const cJSON *arr, const char *line, size_t l
 
 static int batches_allowed(const im_mcp *m) { return strcmp(m->version, "2025-03-26") == 0; }
 
+/* 1 when the text from p to end is only JSON whitespace. */
+static int only_ws(const char *p, const char *end) {
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return 0;
+    return 1;
+}
+
 void im_mcp_handle_line(im_mcp *m, const char *line, size_t len) {
     cJSON *msg;
+    const char *why, *end = NULL;
 
     /* Blank lines between messages are harmless; skip them. */
     size_t i = 0;
@@ -934,9 +981,21 @@ void im_mcp_handle_line(im_mcp *m, const char *line, size_t len) {
         i++;
     if (i == len)
         return;
-    msg = cJSON_ParseWithLength(line, len);
+    /* What cJSON would accept but misread: NULs, bad UTF-8. */
+    if (im_rpc_line_check(line, len, &why) != 0) {
+        send_null_error(m, NULL, JSONRPC_PARSE_ERROR, why);
+        return;
+    }
+    msg = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (msg == NULL) {
         send_null_error(m, NULL, JSONRPC_PARSE_ERROR, "Parse error: the line is not valid JSON");
+        return;
+    }
+    /* One message per line: text after the value is not ignored. */
+    if (end == NULL || !only_ws(end, line + len)) {
+        cJSON_Delete(msg);
+        send_null_error(m, NULL, JSONRPC_PARSE_ERROR,
+                        "Parse error: text follows the JSON value (one message per line)");
         return;
     }
     if (cJSON_IsArray(msg)) {

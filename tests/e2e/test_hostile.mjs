@@ -535,21 +535,21 @@ await kase('parse error: invalid UTF-8 bytes only -> -32700 id null', async (s) 
 await kase('parse error: trailing garbage after a valid request -> -32700, not executed', async (s) => {
   const id = s.newId();
   oneNullError(await s.exchange(`${ping(id)} xyz`), -32700, 'trailing garbage');
-}, { knownBug: 'cJSON_ParseWithLength ignores text after the first value: the ping is answered' });
+});
 
 await kase('parse error: two requests on one line -> -32700, neither executed', async (s) => {
   const a = s.newId();
   const b = s.newId();
   oneNullError(await s.exchange(`${ping(a)}${ping(b)}`), -32700, 'two objects on a line');
-}, { knownBug: 'the first request is executed and the second silently dropped' });
+});
 
 await kase('parse error: id 01 (leading zero) -> -32700, never echoed as invalid JSON', async (s) => {
   oneNullError(await s.exchange('{"jsonrpc":"2.0","id":01,"method":"ping"}'), -32700, 'id 01');
-}, { knownBug: 'cJSON accepts 01 and the raw token is echoed: stdout gets {"id":01,...}, not JSON' });
+});
 
 await kase('parse error: id 1. (no digits after the point) -> -32700, never echoed as invalid JSON', async (s) => {
   oneNullError(await s.exchange('{"jsonrpc":"2.0","id":1.,"method":"ping"}'), -32700, 'id 1.');
-}, { knownBug: 'cJSON accepts 1. and the raw token is echoed: stdout gets {"id":1.,...}, not JSON' });
+});
 
 // Lenient cases: strict JSON would refuse them; either refusing (-32700) or
 // answering the request is acceptable, as long as the answer is well-formed.
@@ -702,10 +702,13 @@ await kase('a 900-deep array as a symbol -> isError (within the nesting limit)',
 
 // ---- 4. ids --------------------------------------------------------------------
 
+await kase('id a string with \\u0000 -> -32700 id null', async (s) => {
+  oneNullError(await s.exchange('{"jsonrpc":"2.0","id":"a\\u0000b","method":"ping"}'), -32700, 'NUL id');
+});
+
 for (const [what, token, expect] of [
   ['empty string', '""', ''],
   ['escapes and astral characters', '"\\u00e9\\ud83d\\ude00 \\"q\\" \\\\ \\/"', 'é😀 "q" \\ /'],
-  ['a string with \\u0000', '"a\\u0000b"', 'a\u0000b'],
   ['a 5000-character string', JSON.stringify('i'.repeat(5000)), 'i'.repeat(5000)],
   ['-0', '-0', 0],
   ['1E2', '1E2', 100],
@@ -744,14 +747,14 @@ for (const [what, method] of [
   });
 }
 
-await kase('method "ping\\u0000x" -> -32601 (not ping)', async (s) => {
+await kase('method "ping\\u0000x" -> -32700 (never read as ping)', async (s) => {
   const id = s.newId();
-  assertError(await s.rawRequest(`{"jsonrpc":"2.0","id":${id},"method":"ping\\u0000x"}`, id), -32601, 'NUL method');
-}, { knownBug: 'cJSON cuts strings at \\u0000: the method is taken as "ping"' });
+  oneNullError(await s.exchange(`{"jsonrpc":"2.0","id":${id},"method":"ping\\u0000x"}`), -32700, 'NUL method');
+});
 
 await kase('method of 100 two-byte characters -> -32601 with valid UTF-8', async (s) => {
   assertError(await s.request(`x${'é'.repeat(100)}`, {}), -32601, 'long UTF-8 method');
-}, { knownBug: '"Method not found: %.120s" cuts a UTF-8 character in half: stdout is not UTF-8' });
+});
 
 await kase('method with invalid UTF-8 bytes -> -32700 or -32601, stdout stays UTF-8', async (s) => {
   const id = s.newId();
@@ -760,7 +763,7 @@ await kase('method with invalid UTF-8 bytes -> -32700 or -32601, stdout stays UT
   const lines = await s.exchange(line);
   assert.equal(lines.length, 1);
   assert.ok(lines[0].msg.error && [-32700, -32600, -32601].includes(lines[0].msg.error.code), lines[0].raw);
-}, { knownBug: 'invalid UTF-8 input is accepted and echoed raw into the error message' });
+});
 
 for (const [what, name] of [
   ['empty', ''],
@@ -780,15 +783,15 @@ for (const [what, name] of [
   });
 }
 
-await kase('tools/call tool "get_status\\u0000x" -> -32602 (not get_status)', async (s) => {
+await kase('tools/call tool "get_status\\u0000x" -> -32700 (never runs get_status)', async (s) => {
   const id = s.newId();
-  assertError(await s.rawRequest(`{"jsonrpc":"2.0","id":${id},"method":"tools/call",` +
-    '"params":{"name":"get_status\\u0000x"}}', id), -32602, 'NUL tool');
-}, { knownBug: 'cJSON cuts strings at \\u0000: get_status runs' });
+  oneNullError(await s.exchange(`{"jsonrpc":"2.0","id":${id},"method":"tools/call",` +
+    '"params":{"name":"get_status\\u0000x"}}'), -32700, 'NUL tool');
+});
 
 await kase('tools/call tool name of 100 two-byte characters -> -32602 with valid UTF-8', async (s) => {
   assertError(await s.request('tools/call', { name: `x${'é'.repeat(100)}` }), -32602, 'long UTF-8 tool');
-}, { knownBug: '"Unknown tool: %.100s" cuts a UTF-8 character in half: stdout is not UTF-8' });
+});
 
 for (const [what, params] of [
   ['name a number', { name: 5 }],
@@ -1036,17 +1039,24 @@ for (const [what, symbol] of [
   });
 }
 
-await kase('symbol "NVDA\\u0000evil" -> isError (not the NVDA quote)', async (s) => {
-  toolError(await s.call('get_quote', { symbol: 'NVDA\u0000evil' }), /symbol/i, 'NUL symbol');
-}, { knownBug: 'cJSON cuts strings at \\u0000: the NVDA quote comes back' });
+// A NUL inside any string is refused before parsing (-32700): cJSON would
+// cut the string there and read "NVDA\u0000evil" as NVDA.
+const callLine = (id, name, args) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
-await kase('action "BUY\\u0000x" -> isError (not a BUY)', async (s) => {
-  toolError(await s.call('preview_order', { ...ORDER, action: 'BUY\u0000x' }), /action/, 'NUL action');
-}, { knownBug: 'cJSON cuts strings at \\u0000: previewed as BUY with a token' });
+await kase('symbol "NVDA\\u0000evil" -> -32700 (not the NVDA quote)', async (s) => {
+  oneNullError(await s.exchange(callLine(s.newId(), 'get_quote', { symbol: 'NVDA\u0000evil' })),
+    -32700, 'NUL symbol');
+});
+
+await kase('action "BUY\\u0000x" -> -32700 (not a BUY)', async (s) => {
+  oneNullError(await s.exchange(callLine(s.newId(), 'preview_order', { ...ORDER, action: 'BUY\u0000x' })),
+    -32700, 'NUL action');
+});
 
 await kase('symbol of 2 letters and 100 emoji -> isError with valid UTF-8', async (s) => {
   toolError(await s.call('get_quote', { symbol: `xx${'😀'.repeat(100)}` }), /symbol/, 'emoji symbol');
-}, { knownBug: 'the validation message quotes a byte-truncated value: a cut 4-byte character' });
+});
 
 await kase('symbol with invalid UTF-8 bytes -> -32700 or isError, stdout stays UTF-8', async (s) => {
   const id = s.newId();
@@ -1058,7 +1068,7 @@ await kase('symbol with invalid UTF-8 bytes -> -32700 or isError, stdout stays U
   if (mine.msg.error) assertError(mine.msg, -32700, 'invalid UTF-8');
   else toolError(mine.msg, /symbol/, 'invalid UTF-8 symbol');
   assert.deepEqual(mine.problems, [], 'the answer itself');
-}, { knownBug: 'invalid UTF-8 input is accepted and echoed raw in the error text' });
+});
 
 // ---- 11. place_order and cancel_order with odd values ----------------------------------
 
@@ -1096,10 +1106,13 @@ for (const [what, f] of [
   });
 }
 
-await kase('place_order with a real token + "\\u0000junk" -> isError, nothing placed', async (s) => {
+await kase('place_order with a real token + "\\u0000junk" -> -32700, nothing placed', async (s) => {
   const tok = await freshToken(s);
-  toolError(await s.call('place_order', { confirmation_token: `${tok}\u0000junk` }), UNKNOWN_TOKEN, 'NUL token');
-}, { knownBug: 'cJSON cuts strings at \\u0000: the order is placed with the real token' });
+  const before = toolOk(await s.call('get_trades', {}), 'trades').count;
+  oneNullError(await s.exchange(callLine(s.newId(), 'place_order', { confirmation_token: `${tok}\u0000junk` })),
+    -32700, 'NUL token');
+  assert.equal(toolOk(await s.call('get_trades', {}), 'trades').count, before, 'an order was placed');
+});
 
 for (const [what, oid] of [
   ['empty', ''],
@@ -1120,7 +1133,7 @@ for (const [what, oid] of [
 
 await kase('cancel_order with an order_id of 1000 two-byte characters -> isError with valid UTF-8', async (s) => {
   toolError(await s.call('cancel_order', { order_id: `x${'é'.repeat(1000)}` }), null, 'long UTF-8 id');
-}, { knownBug: 'the "No order ..." message cuts a UTF-8 character in half' });
+});
 
 // The ordinary paths run amid the noise too, so the exit check (leaks
 // included, in a sanitizer build) covers placing, filling and cancelling.
