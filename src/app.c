@@ -90,12 +90,24 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
                 im_policies_hash(a->policies));
     }
 
+    /* The journal: a state directory that cannot be used does not stop
+     * start-up (reads still work); it halts trading, and get_status says
+     * why. Only no state directory at all, or no memory, stops it. */
+    rc = im_journal_open(a->cfg.state_dir, im_clock_now(&a->clock), &a->journal, err, errlen);
+    if (rc != 0 && a->journal == NULL) {
+        im_app_close(a);
+        return rc;
+    }
+    if (rc != 0)
+        im_warn("%s: trading is halted until it is fixed", err);
+
     memset(&seo, 0, sizeof seo);
     seo.config = &a->cfg;
     seo.broker = a->broker;
     seo.clock = &a->clock;
     seo.account_id = so.account_id;
     seo.policies = a->policies;
+    seo.journal = a->journal;
     rc = im_session_new(&seo, &a->session);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the session: %s", im_strerror(rc));
@@ -121,6 +133,7 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
 }
 
 void im_app_close(im_app *a) {
+    im_session_exit(a->session);
     /* The broker first: its close answers every pending operation with
      * IM_ECANCELED while the session and the tools that asked are still
      * alive to hear it. */
@@ -134,4 +147,6 @@ void im_app_close(im_app *a) {
     a->session = NULL;
     im_policies_free(a->policies);
     a->policies = NULL;
+    im_journal_free(a->journal);
+    a->journal = NULL;
 }

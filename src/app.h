@@ -1,6 +1,6 @@
 /* app.h: wiring shared by every mode that runs a session (serve, demo, the
  * Lua test host): configuration -> clock -> broker -> session -> tools.
- * Uses config, clock, sim, session and tools. */
+ * Uses config, clock, journal, sim, session and tools. */
 #ifndef IM_APP_H
 #define IM_APP_H
 
@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "journal.h"
 #include "policy.h"
 #include "session.h"
 #include "sim.h"
@@ -22,6 +23,7 @@ typedef struct im_app {
     im_session *session;
     im_tools *tools;
     im_policies *policies;
+    im_journal *journal;     /* in cfg.state_dir; a broken one halts trading */
 } im_app;
 
 /* Loads the configuration through getenv_fn and builds everything. With
@@ -29,7 +31,8 @@ typedef struct im_app {
  * returns a negative code with a sentence in err; nothing is left open. */
 int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char *), int frozen,
                 char *err, size_t errlen);
-/* Frees the tools and the session and closes the broker; the caller must
+/* Journals the exit, frees the tools and the session and closes the
+ * broker; the caller must
  * run the loop afterwards so the broker's handles finish closing. */
 void im_app_close(im_app *a);
 

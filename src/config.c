@@ -313,6 +313,7 @@ static const cfg_var cfg_vars[] = {
      "is not an account id (1 to 31 letters and digits)"},
     {"IBKR_ALLOW_LIVE_ACCOUNT", CFG_BOOL, CFG_AT(allow_live_account), 0, 0, NULL},
     {"IBKR_STATE_DIR", CFG_PATH, CFG_AT(state_dir), 0, 0, NULL},
+    {"IBKR_CANCEL_ON_EXIT", CFG_BOOL, CFG_AT(cancel_on_exit), 0, 0, NULL},
     {"IBKR_TOOLS_DIR", CFG_PATH, CFG_AT(tools_dir), 0, 0, NULL},
     {"IBKR_POLICY_DIR", CFG_PATH, CFG_AT(policy_dir), 0, 0, NULL},
     {"IBKR_TOKEN_TTL_SECONDS", CFG_NUM, CFG_AT(token_ttl_s), 0, 86400,

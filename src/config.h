@@ -49,7 +49,8 @@ typedef struct im_config {
     int client_id;                 /* IBKR_CLIENT_ID (1) */
     char account_id[32];           /* IBKR_ACCOUNT_ID (empty = first managed) */
     int allow_live_account;        /* IBKR_ALLOW_LIVE_ACCOUNT (false) */
-    char state_dir[1024];          /* IBKR_STATE_DIR */
+    char state_dir[1024];          /* IBKR_STATE_DIR: journal, KILL file, REPL socket */
+    int cancel_on_exit;            /* IBKR_CANCEL_ON_EXIT (false): working orders stay */
     char tools_dir[1024];          /* IBKR_TOOLS_DIR (empty = beside the binary) */
     char policy_dir[1024];         /* IBKR_POLICY_DIR (empty = beside the binary) */
     double token_ttl_s;            /* IBKR_TOKEN_TTL_SECONDS (120) */

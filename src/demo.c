@@ -3,9 +3,11 @@
 #include "demo.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "app.h"
@@ -22,9 +24,31 @@ typedef struct demo {
     int failures;
 } demo;
 
+/* The demo's own state directory (mkdtemp), so its journal starts empty
+ * and the walk-through is the same on every run; removed at the end. */
+static char demo_state_dir[64];
+
+static void demo_remove_state_dir(void) {
+    DIR *dir = opendir(demo_state_dir);
+    struct dirent *e;
+    char p[512];
+    if (dir != NULL) {
+        while ((e = readdir(dir)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", demo_state_dir, e->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(demo_state_dir);
+}
+
 /* The demo ignores the caller's environment, except where the tools live,
  * so it shows the documented defaults every time. */
 static const char *demo_getenv(const char *name) {
+    if (strcmp(name, "IBKR_STATE_DIR") == 0)
+        return demo_state_dir;
     if (strcmp(name, "IBKR_TRADING_ENABLED") == 0)
         return "true";
     if (strcmp(name, "IBKR_TOOLS_DIR") == 0)
@@ -177,10 +201,19 @@ int im_demo_run(void) {
 
     if (d == NULL)
         return 1;
+    snprintf(demo_state_dir, sizeof demo_state_dir, "/tmp/ibkr-mcp-demo-XXXXXX");
+    if (mkdtemp(demo_state_dir) == NULL) {
+        fprintf(stderr, "ibkr-mcp demo: cannot make a temporary state directory\n");
+        free(d);
+        return 2;
+    }
     uv_loop_init(&d->loop);
     rc = im_app_init(&d->app, &d->loop, demo_getenv, 1, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "ibkr-mcp demo: %s\n", err);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d->loop);
+        demo_remove_state_dir();
         free(d);
         return 2;
     }
@@ -196,6 +229,7 @@ int im_demo_run(void) {
     im_app_close(&d->app);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
+    demo_remove_state_dir();
     cJSON_Delete(d->reply);
     rc = d->failures;
     free(d);

@@ -1,12 +1,631 @@
-/* journal.c: placeholder until the journal lands; says so instead of pretending. */
+/* journal.c: the durable journal (journal.h).
+ *
+ * Every append opens the day's file, takes an exclusive flock, reads what
+ * other processes appended since this one last looked (so its counters
+ * stay whole), writes one line, fsyncs and closes, which drops the lock.
+ * Opening per append keeps the day rollover and a directory that comes
+ * back after a failure simple, and costs one open(2) per event. The fsync
+ * is the one bounded blocking call the loop makes (DESIGN section 3).
+ * Readers take a shared lock, so they never see half a line that a live
+ * writer is still writing: a line without its newline under the lock can
+ * only be the remains of a crash. */
 #include "journal.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+
+#define JOURNAL_PREFIX "journal-"
+#define JOURNAL_SUFFIX ".jsonl"
+/* "journal-" + "YYYY-MM-DD" + ".jsonl" */
+#define JOURNAL_NAME_LEN 24
+
+struct im_journal {
+    char dir[1024];
+    char path[1100];
+    off_t offset;          /* bytes of path already read */
+    im_journal_state st;
+    char (*tokens)[IM_JOURNAL_HASH_HEX];   /* redeemed token hashes, today */
+    size_t ntokens, captokens;
+    im_journal_sent *sent;     /* today's order_sent records */
+    size_t nsent, capsent;
+    char (*unacked)[IM_ORDER_REF_MAX];   /* sent, not yet answered */
+    size_t nunacked, capunacked;
+    int halt_only;         /* reading an earlier day: only the kill switch */
+    int failed;
+    char err[1400];
+};
+
+static void journal_fail(im_journal *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void journal_fail(im_journal *j, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->err, sizeof j->err, fmt, ap);
+    va_end(ap);
+    j->failed = 1;
+}
+
+void im_journal_token_hash(const char *token, char out[IM_JOURNAL_HASH_HEX]) {
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, (const unsigned char *)token, strlen(token), NULL, 0);
+    sodium_bin2hex(out, IM_JOURNAL_HASH_HEX, h, sizeof h);
+}
+
+/* Creates dir and its missing parents with mode 0700. Returns 0 or -1
+ * with errno set. */
+static int journal_mkdirs(const char *dir) {
+    char tmp[1024];
+    size_t n = strlen(dir);
+    struct stat st;
+    if (n == 0 || n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+        return -1;
+    if (stat(tmp, &st) == -1)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+static void journal_set_day(im_journal *j, const char *day) {
+    snprintf(j->st.day, sizeof j->st.day, "%s", day);
+    snprintf(j->path, sizeof j->path, "%s/" JOURNAL_PREFIX "%s" JOURNAL_SUFFIX, j->dir, day);
+    j->offset = 0;
+    j->st.orders = 0;
+    j->st.notional = 0;
+    j->ntokens = 0;
+    j->nsent = 0;
+    j->nunacked = 0;
+}
+
+/* Tracks an order_sent (add) or its answer (remove) by orderRef. */
+static void journal_track_ref(im_journal *j, const cJSON *rec, int add) {
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(rec, "order_ref");
+    if (!cJSON_IsString(ref) || ref->valuestring[0] == '\0')
+        return;
+    for (size_t i = 0; i < j->nunacked; i++) {
+        if (strcmp(j->unacked[i], ref->valuestring) == 0) {
+            if (!add)
+                memmove(j->unacked[i], j->unacked[i + 1],
+                        (j->nunacked - i - 1) * sizeof *j->unacked);
+            j->nunacked -= !add;
+            return;
+        }
+    }
+    if (!add)
+        return;
+    if (j->nunacked == j->capunacked) {
+        size_t cap = j->capunacked ? j->capunacked * 2 : 16;
+        void *p = realloc(j->unacked, cap * sizeof *j->unacked);
+        if (p == NULL)
+            return;
+        j->unacked = p;
+        j->capunacked = cap;
+    }
+    snprintf(j->unacked[j->nunacked++], IM_ORDER_REF_MAX, "%s", ref->valuestring);
+}
+
+const char (*im_journal_unacked(const im_journal *j, size_t *n))[IM_ORDER_REF_MAX] {
+    *n = j->nunacked;
+    return (const char (*)[IM_ORDER_REF_MAX])j->unacked;
+}
+
+/* Reads an order_sent record's time and order into the list. A record
+ * whose order cannot be read still counts, with an empty order (it then
+ * matches no duplicate, but every rate window). */
+static void journal_add_sent(im_journal *j, const cJSON *rec) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rec, "t");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(rec, "order");
+    const cJSON *v;
+    im_journal_sent *e;
+    if (j->nsent == j->capsent) {
+        size_t cap = j->capsent ? j->capsent * 2 : 64;
+        void *p = realloc(j->sent, cap * sizeof *j->sent);
+        if (p == NULL)
+            return;
+        j->sent = p;
+        j->capsent = cap;
+    }
+    e = &j->sent[j->nsent++];
+    memset(e, 0, sizeof *e);
+    /* Without a time, assume now-ish: the far future keeps it inside
+     * every window (fail closed). */
+    e->t = cJSON_IsNumber(t) ? t->valuedouble : 1e18;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "symbol")) && cJSON_IsString(v))
+        snprintf(e->order.symbol, sizeof e->order.symbol, "%s", v->valuestring);
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "side")) && cJSON_IsString(v))
+        im_side_parse(v->valuestring, &e->order.side);
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "quantity")) && cJSON_IsNumber(v))
+        e->order.quantity = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "type")) && cJSON_IsString(v))
+        im_order_type_parse(v->valuestring, &e->order.type);
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "limit_price")) && cJSON_IsNumber(v))
+        e->order.limit_price = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "stop_price")) && cJSON_IsNumber(v))
+        e->order.stop_price = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(o, "tif")) && cJSON_IsString(v))
+        im_tif_parse(v->valuestring, &e->order.tif);
+}
+
+const im_journal_sent *im_journal_sent_list(const im_journal *j, size_t *n) {
+    *n = j->nsent;
+    return j->sent;
+}
+
+static void journal_add_token(im_journal *j, const char *hex) {
+    if (strlen(hex) != IM_JOURNAL_HASH_HEX - 1 || im_journal_token_used(j, hex))
+        return;
+    if (j->ntokens == j->captokens) {
+        size_t cap = j->captokens ? j->captokens * 2 : 64;
+        void *p = realloc(j->tokens, cap * sizeof *j->tokens);
+        if (p == NULL)
+            return;   /* tokens live in memory only: a lost hash revives nothing */
+        j->tokens = p;
+        j->captokens = cap;
+    }
+    memcpy(j->tokens[j->ntokens++], hex, IM_JOURNAL_HASH_HEX);
+}
+
+/* Applies one record to the state. */
+static void journal_apply(im_journal *j, const cJSON *rec) {
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(rec, "kind");
+    const char *k = cJSON_IsString(kind) ? kind->valuestring : "";
+    if (strcmp(k, "halt") == 0) {
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(rec, "reason");
+        j->st.halted = 1;
+        j->st.halts++;
+        snprintf(j->st.halt_reason, sizeof j->st.halt_reason, "%s",
+                 cJSON_IsString(why) ? why->valuestring : "halted (no reason recorded)");
+        return;
+    }
+    if (strcmp(k, "resume") == 0) {
+        j->st.halted = 0;
+        j->st.halt_reason[0] = '\0';
+        return;
+    }
+    if (j->halt_only)
+        return;
+    if (strcmp(k, "order_sent") == 0) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(rec, "notional");
+        j->st.orders++;
+        if (cJSON_IsNumber(n))
+            j->st.notional += n->valuedouble;
+        journal_add_sent(j, rec);
+        journal_track_ref(j, rec, 1);
+    } else if (strcmp(k, "order_ack") == 0 || strcmp(k, "place_error") == 0) {
+        journal_track_ref(j, rec, 0);
+    } else if (strcmp(k, "redeem") == 0) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(rec, "token_hash");
+        if (cJSON_IsString(h))
+            journal_add_token(j, h->valuestring);
+    }
+}
+
+/* Reads fd from j->offset up to size and applies every complete line.
+ * A line that does not parse is skipped with a warning. A tail without a
+ * newline is left unread; at start-up (startup set) it is reported as a
+ * torn last line. Returns 0 or -1 with errno set. */
+static int journal_consume(im_journal *j, int fd, off_t size, int startup) {
+    size_t len;
+    char *buf, *p, *end;
+    if (size <= j->offset)
+        return 0;
+    len = (size_t)(size - j->offset);
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (size_t got = 0; got < len;) {
+        ssize_t n = pread(fd, buf + got, len - got, j->offset + (off_t)got);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n == 0 ? EIO : errno;
+            free(buf);
+            errno = e;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    buf[len] = '\0';
+    p = buf;
+    end = buf + len;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        cJSON *rec;
+        if (nl == NULL) {
+            if (startup) {
+                im_warn("journal %s: the last line is torn (%zu bytes without a newline, "
+                        "probably a crash mid-write); it is skipped and kept as it is",
+                        j->path, (size_t)(end - p));
+                j->st.torn_lines++;
+            }
+            break;
+        }
+        *nl = '\0';
+        rec = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        if (rec == NULL || !cJSON_IsObject(rec)) {
+            if (nl > p) {
+                im_warn("journal %s: skipped an unreadable line at byte %lld (a torn record)",
+                        j->path, (long long)(j->offset + (p - buf)));
+                j->st.torn_lines++;
+            }
+        } else {
+            journal_apply(j, rec);
+        }
+        cJSON_Delete(rec);
+        p = nl + 1;
+    }
+    j->offset += (off_t)(p - buf);
+    free(buf);
+    return 0;
+}
+
+/* Opens path (read-only) under a shared lock and reads what is new.
+ * A missing file is empty. Returns 0 or -1 with errno set. */
+static int journal_read_file(im_journal *j, int startup) {
+    struct stat st;
+    int fd, rc = 0;
+    fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return errno == ENOENT ? 0 : -1;
+    while (flock(fd, LOCK_SH) == -1) {
+        if (errno != EINTR) {
+            rc = -1;
+            goto out;
+        }
+    }
+    if (fstat(fd, &st) == -1) {
+        rc = -1;
+        goto out;
+    }
+    if (st.st_size < j->offset) {
+        im_warn("journal %s shrank (from %lld to %lld bytes); counters keep what was read",
+                j->path, (long long)j->offset, (long long)st.st_size);
+        j->offset = st.st_size;
+    }
+    rc = journal_consume(j, fd, st.st_size, startup);
+out:
+    if (rc == -1) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    } else {
+        close(fd);
+    }
+    return rc;
+}
+
+/* The newest journal file dated day or earlier, into name; 0 when found. */
+static int journal_latest(const char *dir, const char *day, char *name, size_t namelen) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char best[JOURNAL_NAME_LEN + 1] = "";
+    char limit[64];
+    if (d == NULL)
+        return -1;
+    snprintf(limit, sizeof limit, JOURNAL_PREFIX "%s" JOURNAL_SUFFIX, day);
+    while ((e = readdir(d)) != NULL) {
+        if (strlen(e->d_name) != JOURNAL_NAME_LEN ||
+            strncmp(e->d_name, JOURNAL_PREFIX, strlen(JOURNAL_PREFIX)) != 0 ||
+            strcmp(e->d_name + JOURNAL_NAME_LEN - strlen(JOURNAL_SUFFIX), JOURNAL_SUFFIX) != 0)
+            continue;
+        if (strcmp(e->d_name, limit) <= 0 && strcmp(e->d_name, best) > 0)
+            memcpy(best, e->d_name, JOURNAL_NAME_LEN + 1);   /* length checked above */
+    }
+    closedir(d);
+    if (best[0] == '\0')
+        return -1;
+    snprintf(name, namelen, "%s", best);
+    return 0;
+}
+
+int im_journal_open(const char *dir, double now, im_journal **out, char *err, size_t errlen) {
+    im_journal *j;
+    char day[16], name[JOURNAL_NAME_LEN + 1];
+    if (dir == NULL || dir[0] == '\0' || out == NULL) {
+        snprintf(err, errlen, "no state directory: set IBKR_STATE_DIR");
+        return IM_EINVAL;
+    }
+    if (im_clock_ny_date(now, day, sizeof day) != 0) {
+        snprintf(err, errlen, "cannot tell the New York trading day");
+        return IM_EINVAL;
+    }
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to start");
+        return IM_EIO;
+    }
+    j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return IM_ENOMEM;
+    }
+    snprintf(j->dir, sizeof j->dir, "%s", dir);
+    journal_set_day(j, day);
+    *out = j;
+    if (journal_mkdirs(dir) == -1) {
+        journal_fail(j, "the journal's state directory %s cannot be created or used: %s", dir,
+                     strerror(errno));
+        snprintf(err, errlen, "%s", j->err);
+        return IM_EIO;
+    }
+    if (journal_latest(dir, day, name, sizeof name) == 0 &&
+        strcmp(name + strlen(JOURNAL_PREFIX), day) < 0) {
+        /* Today has no file yet: only the kill switch carries over. */
+        char today[sizeof j->path];
+        snprintf(today, sizeof today, "%s", j->path);
+        snprintf(j->path, sizeof j->path, "%s/%s", dir, name);
+        j->halt_only = 1;
+        if (journal_read_file(j, 1) == -1) {
+            journal_fail(j, "the journal %s cannot be read: %s", j->path, strerror(errno));
+            snprintf(err, errlen, "%s", j->err);
+            return IM_EIO;
+        }
+        j->halt_only = 0;
+        j->st.halt_carried = j->st.halted;
+        snprintf(j->path, sizeof j->path, "%s", today);
+        j->offset = 0;
+    }
+    if (journal_read_file(j, 1) == -1) {
+        journal_fail(j, "the journal %s cannot be read: %s", j->path, strerror(errno));
+        snprintf(err, errlen, "%s", j->err);
+        return IM_EIO;
+    }
+    return 0;
+}
+
+void im_journal_free(im_journal *j) {
+    if (j == NULL)
+        return;
+    free(j->tokens);
+    free(j->sent);
+    free(j->unacked);
+    free(j);
+}
+
+/* Moves to the file of the trading day at now, when it changed. The kill
+ * switch carries over; the counters start again. */
+static void journal_roll(im_journal *j, double now) {
+    char day[16];
+    if (im_clock_ny_date(now, day, sizeof day) != 0 || strcmp(day, j->st.day) == 0)
+        return;
+    journal_set_day(j, day);
+}
+
+int im_journal_refresh(im_journal *j, double now) {
+    journal_roll(j, now);
+    if (journal_read_file(j, 0) == -1) {
+        journal_fail(j, "the journal %s cannot be read: %s", j->path, strerror(errno));
+        return IM_EIO;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int im_journal_append(im_journal *j, double now, const char *kind, cJSON *fields) {
+    return im_journal_append_guarded(j, now, kind, fields, NULL, NULL);
+}
+
+int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON *fields,
+                              im_journal_guard guard, void *ud) {
+    cJSON *rec = cJSON_CreateObject();
+    char when[32], *line = NULL, *text = NULL;
+    struct stat st;
+    size_t len;
+    int fd = -1, torn, rc = IM_EIO;
+
+    if (rec == NULL) {
+        cJSON_Delete(fields);
+        journal_fail(j, "the journal %s cannot be written: out of memory", j->path);
+        return IM_ENOMEM;
+    }
+    im_clock_format_utc(now, when, sizeof when);
+    cJSON_AddStringToObject(rec, "time", when);
+    cJSON_AddNumberToObject(rec, "t", now);
+    cJSON_AddStringToObject(rec, "kind", kind);
+    cJSON_AddNumberToObject(rec, "pid", (double)getpid());
+    while (fields != NULL && fields->child != NULL) {
+        cJSON *item = cJSON_DetachItemViaPointer(fields, fields->child);
+        /* cJSON copies the key before it frees the item's own. */
+        cJSON_AddItemToObject(rec, item->string, item);
+    }
+    cJSON_Delete(fields);
+    text = cJSON_PrintUnformatted(rec);
+    if (text == NULL) {
+        cJSON_Delete(rec);
+        journal_fail(j, "the journal %s cannot be written: out of memory", j->path);
+        return IM_ENOMEM;
+    }
+
+    journal_roll(j, now);
+    if (journal_mkdirs(j->dir) == -1) {
+        journal_fail(j, "the journal's state directory %s cannot be used: %s", j->dir,
+                     strerror(errno));
+        goto out;
+    }
+    fd = open(j->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        journal_fail(j, "the journal %s cannot be opened for writing: %s", j->path,
+                     strerror(errno));
+        goto out;
+    }
+    while (flock(fd, LOCK_EX) == -1) {
+        if (errno != EINTR) {
+            journal_fail(j, "the journal %s cannot be locked: %s", j->path, strerror(errno));
+            goto out;
+        }
+    }
+    if (fstat(fd, &st) == -1) {
+        journal_fail(j, "the journal %s cannot be read: %s", j->path, strerror(errno));
+        goto out;
+    }
+    if (st.st_size < j->offset)
+        j->offset = st.st_size;
+    if (journal_consume(j, fd, st.st_size, 0) == -1) {
+        journal_fail(j, "the journal %s cannot be read: %s", j->path, strerror(errno));
+        goto out;
+    }
+    if (guard != NULL && guard(ud, &j->st) != 0) {
+        rc = IM_ERISK;
+        goto out;
+    }
+    /* Whatever is left unread is a torn line: start on a fresh line and
+     * leave it behind (it was reported when it was first seen). */
+    torn = j->offset < st.st_size;
+    len = strlen(text);
+    line = malloc(len + 3);
+    if (line == NULL) {
+        journal_fail(j, "the journal %s cannot be written: out of memory", j->path);
+        rc = IM_ENOMEM;
+        goto out;
+    }
+    snprintf(line, len + 3, "%s%s\n", torn ? "\n" : "", text);
+    len = strlen(line);
+    if (write_all(fd, line, len) == -1 || fsync(fd) == -1) {
+        journal_fail(j, "the journal %s cannot be written: %s", j->path, strerror(errno));
+        goto out;
+    }
+    j->offset = st.st_size + (off_t)len;
+    journal_apply(j, rec);
+    j->failed = 0;
+    j->err[0] = '\0';
+    rc = 0;
+out:
+    if (fd != -1)
+        close(fd);   /* drops the lock */
+    free(line);
+    cJSON_free(text);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+const im_journal_state *im_journal_state_get(const im_journal *j) { return &j->st; }
+const char *im_journal_error(const im_journal *j) { return j->failed ? j->err : NULL; }
+const char *im_journal_dir(const im_journal *j) { return j->dir; }
+const char *im_journal_path(const im_journal *j) { return j->path; }
+
+int im_journal_token_used(const im_journal *j, const char *token_hash_hex) {
+    for (size_t i = 0; i < j->ntokens; i++)
+        if (strcmp(j->tokens[i], token_hash_hex) == 0)
+            return 1;
+    return 0;
+}
+
+int im_journal_kill_file(const im_journal *j, char *path, size_t pathlen) {
+    char p[1100];
+    snprintf(p, sizeof p, "%s/KILL", j->dir);
+    if (path != NULL)
+        snprintf(path, pathlen, "%s", p);
+    return access(p, F_OK) == 0;
+}
+
+/* ---- `ibkr-mcp resume` ---- */
+
+static const char *resume_getenv(const char *name) { return getenv(name); }
 
 int im_journal_resume_cmd(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "ibkr-mcp: 'resume' is not available in this version yet: the kill switch "
-                    "lasts for the life of the server process\n");
-    return 2;
+    const char *reason = "resumed by the operator (ibkr-mcp resume)";
+    char err[1400], kill[1100];
+    im_config cfg;
+    im_journal *j = NULL;
+    cJSON *f;
+    double now;
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc) {
+            reason = argv[++i];
+        } else if (strncmp(argv[i], "--reason=", 9) == 0) {
+            reason = argv[i] + 9;
+        } else {
+            fprintf(stderr, "usage: ibkr-mcp resume [--reason R]\n");
+            return 2;
+        }
+    }
+    im_config_defaults(&cfg);
+    if (im_config_load(&cfg, resume_getenv, err, sizeof err) != 0) {
+        fprintf(stderr, "ibkr-mcp resume: %s\n", err);
+        return 2;
+    }
+    if (cfg.state_dir[0] == '\0') {
+        fprintf(stderr, "ibkr-mcp resume: no state directory; set IBKR_STATE_DIR\n");
+        return 2;
+    }
+    /* The trading day the next server start will see: the simulator's
+     * clock starts at IBKR_SIM_START. */
+    now = strcmp(cfg.backend, "sim") == 0 ? cfg.sim_start : (double)time(NULL);
+    rc = im_journal_open(cfg.state_dir, now, &j, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "ibkr-mcp resume: %s\n", err);
+        im_journal_free(j);
+        return 1;
+    }
+    if (!im_journal_state_get(j)->halted)
+        fprintf(stderr, "ibkr-mcp resume: trading was not halted in %s; recording the resume "
+                        "anyway\n", cfg.state_dir);
+    f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "reason", reason);
+    cJSON_AddStringToObject(f, "by", "ibkr-mcp resume");
+    rc = im_journal_append(j, now, "resume", f);
+    if (rc != 0) {
+        fprintf(stderr, "ibkr-mcp resume: %s\n", im_journal_error(j));
+        im_journal_free(j);
+        return 1;
+    }
+    fprintf(stderr, "ibkr-mcp resume: recorded in %s; the next server start is not halted "
+                    "(a running server reads it only when it starts again)\n",
+            im_journal_path(j));
+    if (im_journal_kill_file(j, kill, sizeof kill)) {
+        fprintf(stderr, "ibkr-mcp resume: %s still exists and halts every placement; remove it "
+                        "by hand\n", kill);
+        im_journal_free(j);
+        return 1;
+    }
+    im_journal_free(j);
+    return 0;
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "app.h"
@@ -26,6 +28,7 @@ typedef struct lt {
     char *reply;              /* last response line, heap */
     lua_State *T;             /* the trusted state */
     int overrides_ref;        /* table of IBKR_* overrides */
+    char state_dir[64];       /* this reset's fresh IBKR_STATE_DIR, or empty */
 } lt;
 
 static lt *g_lt;   /* the one test host; getenv overlays need a global */
@@ -42,6 +45,10 @@ static const char *lt_getenv(const char *name) {
         if (v)
             return v;
     }
+    /* Every reset gets a fresh state directory unless it names one, so
+     * one test's journal (orders, a halt) never leaks into the next. */
+    if (strcmp(name, "IBKR_STATE_DIR") == 0 && g_lt->state_dir[0])
+        return g_lt->state_dir;
     /* Only where the Lua files live comes from the environment. */
     if (strcmp(name, "IBKR_TOOLS_DIR") == 0 || strcmp(name, "IBKR_LOG_LEVEL") == 0)
         return getenv(name);
@@ -58,14 +65,38 @@ static void lt_send(void *ud, const char *json, size_t len) {
     }
 }
 
-static void lt_teardown(lt *t) {
-    if (!t->have_app)
+/* Removes the reset's own state directory (one level: journal files and
+ * whatever a test put there), if it made one. */
+static void lt_remove_state_dir(lt *t) {
+    DIR *d;
+    struct dirent *e;
+    char p[512];
+    if (!t->state_dir[0])
         return;
+    if ((d = opendir(t->state_dir)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", t->state_dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(t->state_dir);
+    t->state_dir[0] = '\0';
+}
+
+static void lt_teardown(lt *t) {
+    if (!t->have_app) {
+        lt_remove_state_dir(t);
+        return;
+    }
     im_mcp_free(t->mcp);
     t->mcp = NULL;
     im_app_close(&t->app);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     t->have_app = 0;
+    lt_remove_state_dir(t);
 }
 
 static int lt_reset(lua_State *L) {
@@ -85,6 +116,9 @@ static int lt_reset(lua_State *L) {
         lua_pushvalue(L, 1);
         t->overrides_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    snprintf(t->state_dir, sizeof t->state_dir, "/tmp/ibkr-mcp-luatest-XXXXXX");
+    if (mkdtemp(t->state_dir) == NULL)
+        return luaL_error(L, "cannot make a temporary state directory");
     if (im_app_init(&t->app, &t->loop, lt_getenv, frozen, err, sizeof err) != 0) {
         uv_run(&t->loop, UV_RUN_DEFAULT);
         lua_pushnil(L);

@@ -7,7 +7,14 @@
  * there. That is the single-writer critical section of the risk design:
  * two tokens can never both pass against the same headroom, because the
  * second one's snapshot already sees the first order as working or in
- * flight. */
+ * flight.
+ *
+ * The journal, when there is one, is written at each of those points
+ * before the agent hears of the event: the preview record before the
+ * preview answer, "redeem" as soon as a token is consumed, "order_sent"
+ * (which is what the daily counters count) before the order leaves, the
+ * broker's answer before the place result. A failed write halts trading
+ * and the event is refused where it still can be (preview, place). */
 #include "session.h"
 
 #include <math.h>
@@ -27,6 +34,7 @@
  * the hourly limit at its largest sensible setting; older ones are
  * counted conservatively (see session_recent_count). */
 #define SESSION_RECENT 4096
+#define SESSION_KILL_REASON_MAX 1400
 
 struct im_session {
     const im_config *cfg;
@@ -54,6 +62,9 @@ struct im_session {
     int inflight_used[SESSION_MAX_INFLIGHT];
     struct sess_req *active_places;   /* place requests in progress */
     struct { im_session_listener fn; void *ud; } listeners[SESSION_MAX_LISTENERS];
+    im_journal *journal;        /* may be NULL */
+    unsigned long halts_seen;   /* journal halt records already acted on */
+    char *kill_reason;          /* heap: why a KILL file halts (im_session_halted) */
 };
 
 enum { REQ_PREVIEW = 1, REQ_PLACE };
@@ -96,8 +107,51 @@ static void req_free(sess_req *r) {
 
 /* ---- small state ---- */
 
+static void session_halt_as(im_session *s, const char *reason, int journal_it);
+static int session_journal(im_session *s, const char *kind, cJSON *fields);
+
+/* With a journal: reads what any process appended since the last look and
+ * takes today's counters from it; a halt another server journaled halts
+ * this one too (a resume does not: that is read only at start-up). */
+static void session_sync(im_session *s) {
+    const im_journal_state *st;
+    double now = im_clock_now(s->clock);
+    if (im_journal_refresh(s->journal, now) != 0) {
+        char why[1600];
+        snprintf(why, sizeof why, "%s; trading is halted (fail closed)",
+                 im_journal_error(s->journal));
+        session_halt_as(s, why, 0);
+    }
+    st = im_journal_state_get(s->journal);
+    if (strcmp(st->day, s->day) != 0) {
+        if (s->day[0])
+            im_info("new trading day %s: daily counters now come from its journal", st->day);
+        snprintf(s->day, sizeof s->day, "%s", st->day);
+        s->pnl_baseline_valid = 0;
+        if (s->halted) {
+            /* The new day's file must say so too, or a restart today
+             * would not be halted. */
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "reason", s->halt_reason);
+            cJSON_AddBoolToObject(f, "carried_over", 1);
+            session_journal(s, "halt", f);
+        }
+    }
+    s->orders_today = st->orders;
+    s->notional_today = st->notional;
+    if (st->halts > s->halts_seen) {
+        s->halts_seen = st->halts;
+        if (st->halted && !s->halted)
+            session_halt_as(s, st->halt_reason, 0);
+    }
+}
+
 static void session_roll_day(im_session *s) {
     char day[16];
+    if (s->journal != NULL) {
+        session_sync(s);
+        return;
+    }
     if (im_clock_ny_date(im_clock_now(s->clock), day, sizeof day) != 0)
         return;
     if (strcmp(day, s->day) != 0) {
@@ -153,13 +207,120 @@ static void session_emit(im_session *s, const im_session_event *ev) {
             s->listeners[i].fn(s->listeners[i].ud, ev);
 }
 
+/* ---- the journal ---- */
+
+static void json_order(cJSON *f, const im_order *o) {
+    cJSON *j = cJSON_AddObjectToObject(f, "order");
+    if (j == NULL)
+        return;
+    cJSON_AddStringToObject(j, "symbol", o->symbol);
+    cJSON_AddStringToObject(j, "side", im_side_str(o->side));
+    cJSON_AddNumberToObject(j, "quantity", o->quantity);
+    cJSON_AddStringToObject(j, "type", im_order_type_str(o->type));
+    if (o->type == IM_OT_LMT || o->type == IM_OT_STP_LMT)
+        cJSON_AddNumberToObject(j, "limit_price", o->limit_price);
+    if (o->type == IM_OT_STP || o->type == IM_OT_STP_LMT)
+        cJSON_AddNumberToObject(j, "stop_price", o->stop_price);
+    cJSON_AddStringToObject(j, "tif", im_tif_str(o->tif));
+    if (o->order_ref[0])
+        cJSON_AddStringToObject(j, "order_ref", o->order_ref);
+}
+
+static void json_order_info(cJSON *f, const im_order_info *o) {
+    cJSON_AddStringToObject(f, "order_id", o->order_id);
+    if (o->order.order_ref[0])
+        cJSON_AddStringToObject(f, "order_ref", o->order.order_ref);
+    cJSON_AddStringToObject(f, "status", im_order_status_str(o->status));
+    cJSON_AddNumberToObject(f, "filled", o->filled);
+    cJSON_AddNumberToObject(f, "remaining", o->remaining);
+    if (o->filled > 0)
+        cJSON_AddNumberToObject(f, "avg_fill_price", o->avg_fill_price);
+    if (o->message[0])
+        cJSON_AddStringToObject(f, "message", o->message);
+    json_order(f, &o->order);
+}
+
+static void json_risk(cJSON *f, const im_risk_result *r) {
+    cJSON *reasons, *codes;
+    cJSON_AddStringToObject(f, "decision", r->approved ? "approved" : "rejected");
+    cJSON_AddNumberToObject(f, "reference_price", r->reference_price);
+    cJSON_AddNumberToObject(f, "notional", r->notional);
+    reasons = cJSON_AddArrayToObject(f, "reasons");
+    codes = cJSON_AddArrayToObject(f, "codes");
+    for (size_t i = 0; i < r->nreasons && reasons && codes; i++) {
+        cJSON_AddItemToArray(reasons, cJSON_CreateString(r->reasons[i].text));
+        cJSON_AddItemToArray(codes, cJSON_CreateString(r->reasons[i].code));
+    }
+}
+
+/* Appends a record (taking ownership of fields). Without a journal it does
+ * nothing. A failed write halts trading with a reason naming the journal
+ * and returns the error. */
+static int session_journal(im_session *s, const char *kind, cJSON *fields) {
+    int rc;
+    if (s->journal == NULL) {
+        cJSON_Delete(fields);
+        return 0;
+    }
+    rc = im_journal_append(s->journal, im_clock_now(s->clock), kind, fields);
+    if (rc != 0) {
+        char why[1600];
+        snprintf(why, sizeof why, "%s; trading is halted (fail closed)",
+                 im_journal_error(s->journal));
+        session_halt_as(s, why, 0);
+    }
+    return rc;
+}
+
+/* Engages the kill switch for reason; with journal_it, journals it. A
+ * journal failure replaces the reason even when already halted: it is the
+ * one the operator must act on. */
+static void session_halt_as(im_session *s, const char *reason, int journal_it) {
+    int was = s->halted;
+    if (!was || !journal_it)
+        im_warn("trading halted: %s", reason && *reason ? reason : "no reason given");
+    s->halted = 1;
+    snprintf(s->halt_reason, sizeof s->halt_reason, "%s",
+             reason && *reason ? reason : "halted by the agent");
+    if (was)
+        return;
+    if (journal_it) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "reason", s->halt_reason);
+        if (session_journal(s, "halt", f) == 0 && s->journal != NULL)
+            s->halts_seen = im_journal_state_get(s->journal)->halts;
+    }
+    {
+        im_session_event se;
+        memset(&se, 0, sizeof se);
+        se.kind = IM_SEV_HALT;
+        se.message = s->halt_reason;
+        session_emit(s, &se);
+    }
+}
+
 static void session_event_cb(void *ud, const im_broker_event *ev) {
     im_session *s = ud;
     im_session_event se;
     memset(&se, 0, sizeof se);
     if ((ev->kind == IM_BEV_ORDER || ev->kind == IM_BEV_FILL) && ev->order != NULL &&
         session_find_order(s, ev->order->order_id) != NULL) {
+        cJSON *f = cJSON_CreateObject();
+        const char *kind = ev->kind == IM_BEV_FILL                ? "fill"
+                           : ev->order->status == IM_OS_CANCELLED ? "cancel"
+                                                                  : "order_status";
         session_record_order(s, ev->order);
+        json_order_info(f, ev->order);
+        if (ev->kind == IM_BEV_FILL && ev->exec != NULL) {
+            cJSON *x = cJSON_AddObjectToObject(f, "execution");
+            if (x != NULL) {
+                cJSON_AddStringToObject(x, "exec_id", ev->exec->exec_id);
+                cJSON_AddNumberToObject(x, "shares", ev->exec->shares);
+                cJSON_AddNumberToObject(x, "price", ev->exec->price);
+                cJSON_AddNumberToObject(x, "commission", ev->exec->commission);
+            }
+        }
+        session_journal(s, kind, f);
         se.kind = ev->kind == IM_BEV_FILL ? IM_SEV_FILL : IM_SEV_ORDER;
         se.order_info = ev->order;
         se.exec = ev->exec;
@@ -168,6 +329,13 @@ static void session_event_cb(void *ud, const im_broker_event *ev) {
     if (ev->kind == IM_BEV_CONNECTION) {
         im_info("broker %s%s%s", ev->connected ? "connected" : "disconnected",
                 ev->message ? ": " : "", ev->message ? ev->message : "");
+        {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddBoolToObject(f, "connected", ev->connected);
+            if (ev->message)
+                cJSON_AddStringToObject(f, "message", ev->message);
+            session_journal(s, "connection", f);
+        }
         se.kind = IM_SEV_CONNECTION;
         se.connected = ev->connected;
         se.message = ev->message;
@@ -184,7 +352,9 @@ int im_session_new(const im_session_opts *o, im_session **out) {
     s = calloc(1, sizeof *s);
     if (s == NULL)
         return IM_ENOMEM;
-    if (im_tokens_new(&s->tokens) != 0) {
+    s->kill_reason = calloc(1, SESSION_KILL_REASON_MAX);
+    if (s->kill_reason == NULL || im_tokens_new(&s->tokens) != 0) {
+        free(s->kill_reason);
         free(s);
         return IM_ENOMEM;
     }
@@ -195,6 +365,55 @@ int im_session_new(const im_session_opts *o, im_session **out) {
     snprintf(s->account_id, sizeof s->account_id, "%s", o->account_id ? o->account_id : "");
     s->broker->on_event = session_event_cb;
     s->broker->event_ud = s;
+    s->journal = o->journal;
+    if (s->journal != NULL) {
+        const im_journal_state *st = im_journal_state_get(s->journal);
+        cJSON *f;
+        if (im_journal_error(s->journal) != NULL) {
+            char why[1600];
+            snprintf(why, sizeof why, "%s; trading is halted (fail closed)",
+                     im_journal_error(s->journal));
+            session_halt_as(s, why, 0);
+        } else if (st->halted) {
+            /* The kill switch outlives the process. */
+            s->halts_seen = st->halts;
+            session_halt_as(s, st->halt_reason, 0);
+            if (st->halt_carried) {
+                f = cJSON_CreateObject();
+                cJSON_AddStringToObject(f, "reason", s->halt_reason);
+                cJSON_AddBoolToObject(f, "carried_over", 1);
+                session_journal(s, "halt", f);
+            }
+        }
+        s->halts_seen = st->halts;
+        f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "backend", s->cfg->backend);
+        cJSON_AddStringToObject(f, "account", s->account_id);
+        cJSON_AddBoolToObject(f, "trading_enabled", s->cfg->trading_enabled);
+        if (s->policies != NULL)
+            cJSON_AddStringToObject(f, "policies_hash", im_policies_hash(s->policies));
+        cJSON_AddNumberToObject(f, "orders_today", st->orders);
+        cJSON_AddNumberToObject(f, "notional_today", st->notional);
+        cJSON_AddBoolToObject(f, "halted", s->halted);
+        {
+            /* Orders sent before a crash with no answer recorded: say so;
+             * they are never resent (reconciling them with the broker by
+             * orderRef comes with the TWS backend). */
+            size_t n;
+            const char(*refs)[IM_ORDER_REF_MAX] = im_journal_unacked(s->journal, &n);
+            cJSON *arr = cJSON_AddArrayToObject(f, "unacknowledged_order_refs");
+            for (size_t i = 0; i < n && arr != NULL; i++) {
+                cJSON_AddItemToArray(arr, cJSON_CreateString(refs[i]));
+                im_warn("journal: order %s was sent before this start but no broker answer "
+                        "was recorded; it is not resent: check the broker's open orders",
+                        refs[i]);
+            }
+        }
+        session_journal(s, "startup", f);
+        if (st->orders > 0)
+            im_info("journal %s: %d orders ($%.2f) already sent today", im_journal_path(s->journal),
+                    st->orders, st->notional);
+    }
     session_roll_day(s);
     *out = s;
     return 0;
@@ -208,8 +427,50 @@ void im_session_free(im_session *s) {
         s->broker->event_ud = NULL;
     }
     im_tokens_free(s->tokens);
+    free(s->kill_reason);
     free(s);
 }
+
+static void exit_cancel_cb(void *ud, int status, const char *msg, const im_order_info *o) {
+    (void)ud;
+    (void)o;
+    if (status != 0 && status != IM_ECANCELED)
+        im_warn("cancel on exit: %s", msg ? msg : im_strerror(status));
+}
+
+void im_session_exit(im_session *s) {
+    cJSON *f, *left, *cancelled;
+    int cancel;
+    if (s == NULL)
+        return;
+    cancel = s->cfg->cancel_on_exit;
+    f = cJSON_CreateObject();
+    cJSON_AddBoolToObject(f, "cancel_on_exit", cancel);
+    left = cJSON_AddArrayToObject(f, "working_orders_left");
+    cancelled = cJSON_AddArrayToObject(f, "cancel_requested");
+    for (size_t i = 0; i < s->norders && left != NULL && cancelled != NULL; i++) {
+        const im_order_info *o = &s->orders[i];
+        int asked = 0;
+        if (im_order_status_terminal(o->status))
+            continue;
+        /* IBKR_CANCEL_ON_EXIT: ask the broker to cancel; otherwise the
+         * order stays working at the broker after this process ends. */
+        if (cancel)
+            asked = s->broker->ops->cancel(s->broker, o->order_id, exit_cancel_cb, NULL) == 0;
+        cJSON *it = cJSON_CreateObject();
+        cJSON_AddStringToObject(it, "order_id", o->order_id);
+        cJSON_AddStringToObject(it, "order_ref", o->order.order_ref);
+        cJSON_AddStringToObject(it, "status", im_order_status_str(o->status));
+        cJSON_AddItemToArray(asked ? cancelled : left, it);
+    }
+    if (cJSON_GetArraySize(left) > 0)
+        im_info("exit: %d working orders stay at the broker%s", cJSON_GetArraySize(left),
+                cancel ? " (their cancel could not be requested)" : " (IBKR_CANCEL_ON_EXIT=false)");
+    cJSON_AddNumberToObject(f, "orders_today", s->orders_today);
+    session_journal(s, "exit", f);
+}
+
+im_journal *im_session_journal(const im_session *s) { return s->journal; }
 
 const im_config *im_session_config(const im_session *s) { return s->cfg; }
 im_broker *im_session_broker(const im_session *s) { return s->broker; }
@@ -229,32 +490,46 @@ double im_session_notional_today(im_session *s) {
     return s->notional_today;
 }
 
+/* 1 when a KILL file exists; its sentence goes to s->kill_reason. */
+static int session_killed(const im_session *s) {
+    char path[1100];
+    if (s->journal == NULL || !im_journal_kill_file(s->journal, path, sizeof path))
+        return 0;
+    snprintf(s->kill_reason, SESSION_KILL_REASON_MAX,
+             "the KILL file %s exists; an operator must remove it by hand", path);
+    return 1;
+}
+
 int im_session_halted(const im_session *s, const char **reason) {
     if (reason)
         *reason = s->halt_reason;
-    return s->halted;
+    if (s->halted)
+        return 1;
+    if (session_killed(s)) {
+        if (reason)
+            *reason = s->kill_reason;
+        return 1;
+    }
+    return 0;
 }
 
 void im_session_halt(im_session *s, const char *reason) {
-    int was = s->halted;
-    if (!was)
-        im_warn("trading halted: %s", reason && *reason ? reason : "no reason given");
-    s->halted = 1;
-    snprintf(s->halt_reason, sizeof s->halt_reason, "%s",
-             reason && *reason ? reason : "halted by the agent");
-    if (!was) {
-        im_session_event se;
-        memset(&se, 0, sizeof se);
-        se.kind = IM_SEV_HALT;
-        se.message = s->halt_reason;
-        session_emit(s, &se);
-    }
+    session_halt_as(s, reason, 1);
 }
 
 void im_session_resume(im_session *s, const char *reason) {
     im_session_event se;
     if (!s->halted)
         return;
+    {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "reason",
+                                reason && *reason ? reason : "resumed by the operator");
+        /* Fail closed: a resume that cannot be journaled does not happen
+         * (the failure has already replaced the halt reason). */
+        if (session_journal(s, "resume", f) != 0)
+            return;
+    }
     im_warn("trading resumed by the operator: %s", reason && *reason ? reason : "no reason given");
     s->halted = 0;
     s->halt_reason[0] = '\0';
@@ -476,6 +751,18 @@ static void session_recent_add(im_session *s, const im_order *o, double now) {
  * is assumed inside it too (fail closed: the count can only be high). */
 static int session_recent_count(const im_session *s, double now, double window) {
     int n = 0;
+    if (s->journal != NULL) {
+        /* Every order of every process on this state directory, across
+         * restarts: the journal's order_sent records of today. (An order
+         * sent just before New York midnight leaves the window early: the
+         * day's file is the unit.) */
+        size_t k;
+        const im_journal_sent *e = im_journal_sent_list(s->journal, &k);
+        for (size_t i = 0; i < k; i++)
+            if (now - e[i].t < window)
+                n++;
+        return n;
+    }
     for (size_t i = 0; i < s->nrecent; i++) {
         double at = s->recent[(s->recent_head + i) % SESSION_RECENT].at;
         if (now - at < window)
@@ -495,6 +782,20 @@ static int same_order(const im_order *a, const im_order *b) {
 /* Seconds since an identical order was submitted; -1 when none is known. */
 static double session_same_order_age(const im_session *s, const im_order *o, double now) {
     double best = -1;
+    if (s->journal != NULL) {
+        size_t k;
+        const im_journal_sent *e = im_journal_sent_list(s->journal, &k);
+        for (size_t i = 0; i < k; i++) {
+            if (same_order(&e[i].order, o)) {
+                double age = now - e[i].t;
+                if (age < 0)
+                    age = 0;   /* a future time: as recent as can be */
+                if (best < 0 || age < best)
+                    best = age;
+            }
+        }
+        return best;
+    }
     for (size_t i = 0; i < s->nrecent; i++) {
         size_t k = (s->recent_head + i) % SESSION_RECENT;
         if (same_order(&s->recent[k].order, o)) {
@@ -521,6 +822,11 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     in.preview_ref_price = r->entry ? r->entry->reference_price : 0;
     in.halted = s->halted;
     in.halt_reason = s->halt_reason;
+    if (!s->halted && session_killed(s)) {
+        /* Checked on every decision; removing the file lifts it. */
+        in.halted = 1;
+        in.halt_reason = s->kill_reason;
+    }
     in.account = r->have_account ? &r->account : NULL;
     in.gross_position_value = r->gross_position_value;
     in.open_orders_total = r->open_total;
@@ -599,6 +905,30 @@ static void preview_decide(sess_req *r) {
                                             "wait for some to expire."
                                           : "No confirmation token could be issued (%d).",
                            rc == IM_EBUSY ? IM_TOKENS_MAX_PENDING : rc);
+        }
+    }
+    if (s->journal != NULL) {
+        cJSON *f = cJSON_CreateObject();
+        json_order(f, &r->order);
+        json_risk(f, &p.risk);
+        cJSON_AddBoolToObject(f, "trading_enabled", p.trading_enabled);
+        if (s->policies != NULL)
+            cJSON_AddStringToObject(f, "policies_hash", im_policies_hash(s->policies));
+        if (p.token[0]) {
+            char h[IM_JOURNAL_HASH_HEX];
+            im_journal_token_hash(p.token, h);
+            cJSON_AddStringToObject(f, "token_hash", h);
+            cJSON_AddNumberToObject(f, "expires_in", p.expires_in);
+        }
+        if (session_journal(s, "preview", f) != 0) {
+            /* Not on disk, so not given out: burn the token. */
+            if (p.token[0]) {
+                im_token_entry *e;
+                im_tokens_redeem(s->tokens, p.token, im_clock_now(s->clock), &e);
+                p.token[0] = '\0';
+                p.expires_in = 0;
+            }
+            im_risk_reject(&p.risk, "RISK_HALTED", "Trading is halted: %s.", s->halt_reason);
         }
     }
     {
@@ -684,7 +1014,75 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
         im_info("order %s %s %.0f %s %s: %s", o->order_id, im_side_str(o->order.side),
                 o->order.quantity, o->order.symbol, im_order_status_str(o->status), res.message);
     }
+    {
+        cJSON *f = cJSON_CreateObject();
+        if (status == 0 && o != NULL) {
+            json_order_info(f, o);
+        } else {
+            cJSON_AddStringToObject(f, "order_ref", r->order.order_ref);
+            cJSON_AddStringToObject(f, "error", msg ? msg : im_strerror(status));
+        }
+        if (session_journal(s, status == 0 && o != NULL ? "order_ack" : "place_error", f) != 0 &&
+            strlen(res.message) + 80 < sizeof res.message)
+            strcat(res.message, " The journal could not record this; trading is now halted.");
+    }
     place_finish(r, &res);
+}
+
+/* Answers a place request that re-validation (res->risk) refused. */
+static void place_rejected(sess_req *r, im_place_result *res) {
+    im_session *s = r->s;
+    size_t off;
+    res->status = IM_ERISK;
+    off = (size_t)snprintf(res->message, sizeof res->message, "Order not placed:");
+    for (size_t i = 0; i < res->risk.nreasons && off < sizeof res->message; i++)
+        off += (size_t)snprintf(res->message + off, sizeof res->message - off, " %s",
+                                res->risk.reasons[i].text);
+    if (off < sizeof res->message)
+        snprintf(res->message + off, sizeof res->message - off,
+                 " The confirmation token is spent; call preview_order again.");
+    im_info("place rejected at re-validation: %s", res->message);
+    {
+        cJSON *f = cJSON_CreateObject();
+        char h[IM_JOURNAL_HASH_HEX];
+        json_order(f, &r->order);
+        json_risk(f, &res->risk);
+        im_journal_token_hash(r->entry->token, h);
+        cJSON_AddStringToObject(f, "token_hash", h);
+        session_journal(s, "place_reject", f);
+    }
+    {
+        im_session_event se;
+        memset(&se, 0, sizeof se);
+        se.kind = IM_SEV_PLACE_REJECT;
+        se.order = &r->order;
+        se.risk = &res->risk;
+        session_emit(s, &se);
+    }
+    session_count_reject(s, 1);
+    place_finish(r, res);
+}
+
+/* The daily caps once more, under the journal's lock: another server on
+ * the state directory may have sent an order between this decision and
+ * its record. Only a change since the decision can refuse here, so this
+ * never contradicts the full check; it refuses when the caps no longer
+ * hold with the other server's orders counted (reducing orders included:
+ * fail closed in a race that needs two servers within milliseconds). */
+typedef struct sent_guard {
+    const im_limits *limits;
+    int orders_seen;
+    double notional_seen;
+    double notional;
+} sent_guard;
+
+static int session_sent_guard(void *ud, const im_journal_state *st) {
+    const sent_guard *g = ud;
+    if (st->orders == g->orders_seen && st->notional == g->notional_seen)
+        return 0;
+    if (st->orders >= g->limits->max_daily_orders)
+        return 1;
+    return st->notional + g->notional > g->limits->max_daily_notional + 0.005;
 }
 
 static void place_decide(sess_req *r) {
@@ -695,26 +1093,7 @@ static void place_decide(sess_req *r) {
     place_result_init(&res, 0);
     req_risk(r, IM_RISK_PLACE, &res.risk);
     if (!res.risk.approved) {
-        size_t off;
-        res.status = IM_ERISK;
-        off = (size_t)snprintf(res.message, sizeof res.message, "Order not placed:");
-        for (size_t i = 0; i < res.risk.nreasons && off < sizeof res.message; i++)
-            off += (size_t)snprintf(res.message + off, sizeof res.message - off, " %s",
-                                    res.risk.reasons[i].text);
-        if (off < sizeof res.message)
-            snprintf(res.message + off, sizeof res.message - off,
-                     " The confirmation token is spent; call preview_order again.");
-        im_info("place rejected at re-validation: %s", res.message);
-        {
-            im_session_event se;
-            memset(&se, 0, sizeof se);
-            se.kind = IM_SEV_PLACE_REJECT;
-            se.order = &r->order;
-            se.risk = &res.risk;
-            session_emit(s, &se);
-        }
-        session_count_reject(s, 1);
-        place_finish(r, &res);
+        place_rejected(r, &res);
         return;
     }
     /* Count the order and mark it in flight before it leaves, with no
@@ -732,11 +1111,57 @@ static void place_decide(sess_req *r) {
         req_fail(r, IM_EBUSY, "too many orders are in flight");
         return;
     }
-    session_roll_day(s);
-    s->orders_today++;
-    s->notional_today += res.risk.notional;
-    session_recent_add(s, &r->order, im_clock_now(s->clock));
     order_ref_of(r->entry->token, r->order.order_ref, sizeof r->order.order_ref);
+    session_roll_day(s);
+    if (s->journal != NULL) {
+        /* The record is the count: on disk before the order leaves. */
+        cJSON *f = cJSON_CreateObject();
+        char h[IM_JOURNAL_HASH_HEX];
+        json_order(f, &r->order);
+        cJSON_AddStringToObject(f, "order_ref", r->order.order_ref);
+        cJSON_AddNumberToObject(f, "notional", res.risk.notional);
+        im_journal_token_hash(r->entry->token, h);
+        cJSON_AddStringToObject(f, "token_hash", h);
+        sent_guard g;
+        g.limits = &s->cfg->limits;
+        g.orders_seen = s->orders_today;
+        g.notional_seen = s->notional_today;
+        g.notional = res.risk.notional;
+        rc = im_journal_append_guarded(s->journal, im_clock_now(s->clock), "order_sent", f,
+                                       session_sent_guard, &g);
+        if (rc == IM_ERISK) {
+            const im_journal_state *st = im_journal_state_get(s->journal);
+            s->inflight_used[r->inflight_slot] = 0;
+            s->orders_today = st->orders;
+            s->notional_today = st->notional;
+            im_risk_reject(&res.risk,
+                           st->orders >= s->cfg->limits.max_daily_orders
+                               ? "RISK_DAILY_ORDER_LIMIT"
+                               : "RISK_DAILY_NOTIONAL_LIMIT",
+                           "Another server on this state directory sent orders meanwhile; "
+                           "today's caps no longer allow this one (%d of %d orders, $%.2f of "
+                           "$%.2f notional submitted today).",
+                           st->orders, s->cfg->limits.max_daily_orders, st->notional,
+                           s->cfg->limits.max_daily_notional);
+            place_rejected(r, &res);
+            return;
+        }
+        if (rc != 0) {
+            char why[1600];
+            snprintf(why, sizeof why, "%s; trading is halted (fail closed)",
+                     im_journal_error(s->journal));
+            session_halt_as(s, why, 0);
+            s->inflight_used[r->inflight_slot] = 0;
+            req_fail(r, IM_EIO, "the journal could not be written, so trading is halted");
+            return;
+        }
+        s->orders_today = im_journal_state_get(s->journal)->orders;
+        s->notional_today = im_journal_state_get(s->journal)->notional;
+    } else {
+        s->orders_today++;
+        s->notional_today += res.risk.notional;
+    }
+    session_recent_add(s, &r->order, im_clock_now(s->clock));
     rc = s->broker->ops->place(s->broker, &r->order, place_order_cb, r);
     if (rc != 0) {
         s->inflight_used[r->inflight_slot] = 0;
@@ -834,6 +1259,32 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
     }
     if (rc != 0)
         return rc;
+    if (s->journal != NULL) {
+        char h[IM_JOURNAL_HASH_HEX];
+        cJSON *f;
+        im_journal_token_hash(token, h);
+        session_roll_day(s);
+        if (im_journal_token_used(s->journal, h)) {
+            /* Tokens live in memory only, so this cannot happen unless
+             * two processes shared one; never let a token work twice. */
+            place_result_init(&res, IM_ETOKEN_USED);
+            snprintf(res.message, sizeof res.message,
+                     "Unknown or already-used confirmation token. Call preview_order first. "
+                     "The journal shows this token was already redeemed; nothing was sent.");
+            cb(ud, &res);
+            return 0;
+        }
+        f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "token_hash", h);
+        json_order(f, &e->order);
+        if (session_journal(s, "redeem", f) != 0) {
+            place_result_init(&res, IM_EHALTED);
+            snprintf(res.message, sizeof res.message,
+                     "Order not placed: %s. The confirmation token is spent.", s->halt_reason);
+            cb(ud, &res);
+            return 0;
+        }
+    }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
         place_result_init(&res, IM_ENOMEM);

@@ -7,14 +7,21 @@
  * Reads pass through to the broker. Keeps today's order count (trading day
  * in New York), the kill switch, and in-flight orders. The built-in checks
  * run first, then the operator policies, which can only add rejections.
- * Uses broker.h, risk.h, policy.h, tokens.h, config.h and clock.h; knows
- * nothing of MCP. */
+ * With a journal (journal.h) every event is appended and fsync'd before
+ * it is acknowledged; today's counters and the kill switch come from the
+ * journal, refreshed before each decision, so they survive a restart and
+ * are shared with another server on the same state directory. A journal
+ * that cannot be written halts trading (fail closed). A KILL file in the
+ * state directory halts every preview and placement while it exists.
+ * Uses broker.h, risk.h, policy.h, tokens.h, journal.h, config.h and
+ * clock.h; knows nothing of MCP. */
 #ifndef IM_SESSION_H
 #define IM_SESSION_H
 
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
+#include "journal.h"
 #include "policy.h"
 #include "risk.h"
 #include "tokens.h"
@@ -27,6 +34,7 @@ typedef struct im_session_opts {
     im_clock *clock;           /* not owned */
     const char *account_id;    /* the account the broker trades */
     im_policies *policies;     /* not owned; may be NULL (no policies) */
+    im_journal *journal;       /* not owned; may be NULL (nothing is journaled) */
 } im_session_opts;
 
 int im_session_new(const im_session_opts *o, im_session **out);
@@ -44,14 +52,22 @@ int im_session_trading_enabled(const im_session *s);
 int im_session_orders_today(im_session *s);
 /* Notional of the orders submitted this trading day (at the checked price). */
 double im_session_notional_today(im_session *s);
-/* 1 when the kill switch is engaged; *reason (may be NULL) gets its reason. */
+/* 1 when the kill switch is engaged or a KILL file exists in the state
+ * directory; *reason (may be NULL) gets the reason. */
 int im_session_halted(const im_session *s, const char **reason);
-/* Engages the kill switch. It stays engaged for the life of the session:
- * no MCP tool can release it. */
+/* Engages the kill switch and journals it, so it outlives the process: no
+ * MCP tool can release it. */
 void im_session_halt(im_session *s, const char *reason);
 /* Releases the kill switch. Operator-only: no MCP tool calls it (the REPL
  * and `ibkr-mcp resume` do). Emits IM_SEV_RESUME. */
 void im_session_resume(im_session *s, const char *reason);
+/* Ends the session's trading: with IBKR_CANCEL_ON_EXIT asks the broker to
+ * cancel this session's working orders, and journals "exit", naming the
+ * orders whose cancel was requested and those that stay working at the
+ * broker. Called once, before the broker closes. */
+void im_session_exit(im_session *s);
+/* The journal (may be NULL). */
+im_journal *im_session_journal(const im_session *s);
 
 /* ---- events, for observers (MCP logging, the journal, an attached REPL) ---- */
 typedef enum im_session_event_kind {
