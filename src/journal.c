@@ -28,6 +28,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "text.h"
 
 #define JOURNAL_PREFIX "journal-"
 #define JOURNAL_SUFFIX ".jsonl"
@@ -203,8 +204,7 @@ static void journal_apply(im_journal *j, const cJSON *rec) {
         const cJSON *why = cJSON_GetObjectItemCaseSensitive(rec, "reason");
         j->st.halted = 1;
         j->st.halts++;
-        snprintf(j->st.halt_reason, sizeof j->st.halt_reason, "%s",
-                 cJSON_IsString(why) ? why->valuestring : "halted (no reason recorded)");
+        im_text_copy(j->st.halt_reason, sizeof j->st.halt_reason, cJSON_IsString(why) ? why->valuestring : "halted (no reason recorded)");
         return;
     }
     if (strcmp(k, "resume") == 0) {

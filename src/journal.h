@@ -36,7 +36,7 @@ typedef struct im_journal_state {
     int orders;              /* order_sent records today (every process) */
     double notional;         /* their notional */
     int halted;              /* the last halt/resume record was a halt */
-    char halt_reason[256];
+    char halt_reason[2048];   /* a whole 500-character reason, UTF-8 */
     unsigned long halts;     /* halt records seen so far (a generation) */
     int halt_carried;        /* halted came from an earlier day's file */
     int torn_lines;          /* unparseable lines skipped */

@@ -25,6 +25,7 @@
  * included.) A missing account snapshot refuses every order, exits
  * included: the engine does not decide without one. */
 #include "risk.h"
+#include "text.h"
 
 #include <limits.h>
 #include <math.h>
@@ -152,6 +153,9 @@ void im_risk_reject(im_risk_result *r, const char *code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(reason->text, sizeof reason->text, fmt, ap);
     va_end(ap);
+    /* A long quoted value (a halt reason) may be cut mid-character: the
+     * text goes out as JSON, so it must stay UTF-8. */
+    im_text_sanitize(reason->text);
 }
 
 /* ---- input sanity -------------------------------------------------------- */

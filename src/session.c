@@ -26,10 +26,14 @@
 #include "common.h"
 #include "error.h"
 #include "log.h"
+#include "text.h"
 
 #define SESSION_MAX_ORDERS 4096
 #define SESSION_MAX_INFLIGHT 256
 #define SESSION_MAX_LISTENERS 8
+/* Fills handed to the policies per decision: a day of active trading fits,
+ * and each policy's state has a 4 MiB memory cap. */
+#define SESSION_MAX_FILLS 1000
 /* Submissions remembered for the rate and duplicate windows: enough for
  * the hourly limit at its largest sensible setting; older ones are
  * counted conservatively (see session_recent_count). */
@@ -53,7 +57,7 @@ struct im_session {
     struct { double at; im_order order; } recent[SESSION_RECENT];
     size_t nrecent, recent_head;
     int halted;
-    char halt_reason[256];
+    char halt_reason[2048];     /* the agent may give 500 characters (UTF-8) */
     /* Latest state of every order this session placed (ring). */
     im_order_info orders[SESSION_MAX_ORDERS];
     size_t norders, orders_head;
@@ -89,6 +93,8 @@ typedef struct sess_req {
     int open_total, open_symbol;
     int have_account;
     im_account account;
+    im_execution *fills;          /* today's executions (newest SESSION_MAX_FILLS), heap */
+    size_t nfills;
     im_order_info *open_orders;   /* heap copy of the working orders, for policies */
     size_t nopen;
     im_token_entry *entry;   /* place: the redeemed token */
@@ -101,6 +107,7 @@ typedef struct sess_req {
 } sess_req;
 
 static void req_free(sess_req *r) {
+    free(r->fills);
     free(r->open_orders);
     free(r);
 }
@@ -280,8 +287,9 @@ static void session_halt_as(im_session *s, const char *reason, int journal_it) {
     if (!was || !journal_it)
         im_warn("trading halted: %s", reason && *reason ? reason : "no reason given");
     s->halted = 1;
-    snprintf(s->halt_reason, sizeof s->halt_reason, "%s",
-             reason && *reason ? reason : "halted by the agent");
+    /* Whole characters only: the reason goes out in get_status as JSON. */
+    im_text_copy(s->halt_reason, sizeof s->halt_reason,
+                 reason && *reason ? reason : "halted by the agent");
     if (was)
         return;
     if (journal_it) {
@@ -566,6 +574,33 @@ int im_session_cancel(im_session *s, const char *order_id, im_order_cb cb, void 
 static void req_fail(sess_req *r, int status, const char *msg);
 static void req_decide(sess_req *r);
 
+/* Today's executions, for the policies (ctx.today.fills): those of the
+ * current New York trading day, the newest SESSION_MAX_FILLS of them. */
+static void req_execs_cb(void *ud, int status, const char *msg, const im_execution *e, size_t n) {
+    sess_req *r = ud;
+    char today[16], day[16];
+    size_t first = 0, keep = 0;
+    if (status != 0 || im_clock_ny_date(im_clock_now(r->s->clock), today, sizeof today) != 0) {
+        im_warn("no executions for the risk snapshot: %s", msg ? msg : im_strerror(status));
+        req_decide(r);
+        return;
+    }
+    /* Oldest first: find where today starts. */
+    while (first < n && (im_clock_ny_date(e[first].time, day, sizeof day) != 0 ||
+                         strcmp(day, today) != 0))
+        first++;
+    keep = n - first;
+    if (keep > SESSION_MAX_FILLS) {
+        first = n - SESSION_MAX_FILLS;
+        keep = SESSION_MAX_FILLS;
+    }
+    if (keep > 0 && (r->fills = malloc(keep * sizeof *e)) != NULL) {
+        memcpy(r->fills, e + first, keep * sizeof *e);
+        r->nfills = keep;
+    }
+    req_decide(r);
+}
+
 static void req_account_cb(void *ud, int status, const char *msg, const im_account *a) {
     sess_req *r = ud;
     if (status == 0 && a != NULL) {
@@ -574,6 +609,10 @@ static void req_account_cb(void *ud, int status, const char *msg, const im_accou
     } else {
         im_warn("no account summary for the risk snapshot: %s", msg ? msg : im_strerror(status));
     }
+    /* Fills matter only to policies; skip the read when there are none. */
+    if (r->s->policies != NULL && im_policies_count(r->s->policies) > 0 &&
+        im_session_executions(r->s, req_execs_cb, r) == 0)
+        return;
     req_decide(r);
 }
 
@@ -872,6 +911,8 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
         pi.orders_today = in.orders_today;
         pi.notional_today = s->notional_today;
         pi.realized_pnl_today = r->have_account ? r->account.realized_pnl : 0;
+        pi.fills = r->fills;
+        pi.nfills = r->nfills;
         pi.limits = &s->cfg->limits;
         pi.now = in.now;
         /* Policies only add reasons; require_approval is a rejection until
@@ -1278,9 +1319,11 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
         cJSON_AddStringToObject(f, "token_hash", h);
         json_order(f, &e->order);
         if (session_journal(s, "redeem", f) != 0) {
+            char why[400];
             place_result_init(&res, IM_EHALTED);
+            im_text_copy(why, sizeof why, s->halt_reason);
             snprintf(res.message, sizeof res.message,
-                     "Order not placed: %s. The confirmation token is spent.", s->halt_reason);
+                     "Order not placed: %s. The confirmation token is spent.", why);
             cb(ud, &res);
             return 0;
         }

@@ -1170,16 +1170,14 @@ await kase('halt_trading with a 500-character ASCII reason: halted; previews rej
 await kase('halt_trading: the accepted 500-character reason is kept whole (get_status.halt_reason)', async (s) => {
   const st = toolOk(await s.call('get_status', {}), 'status');
   assert.equal(st.halt_reason, `${'r'.repeat(499)}!`, `halt_reason has ${String(st.halt_reason).length} characters`);
-}, { server: haltA, knownBug: 'the schema allows 500 characters, session.c keeps 255 bytes (char[256])' });
+}, { server: haltA });
 
 const haltU = await startServer('halt-utf8');
 await kase('halt_trading with a reason of 300 two-byte characters: halted, get_status still works', async (s) => {
   const h = toolOk(await s.call('halt_trading', { reason: 'é'.repeat(300) }), 'halt');
   assert.equal(h.halted, true);
   assert.equal(toolOk(await s.call('get_status', {}), 'status').halted, true);
-}, { server: haltU, pingOnly: true,
-  knownBug: 'session.c keeps the reason in char[256] and cuts a character in half: halt_trading ' +
-    'answers "malformed data (a server bug)" and get_status fails for the rest of the session' });
+}, { server: haltU, pingOnly: true });
 
 // Hostile input before initialize, on a fresh server.
 {

@@ -410,6 +410,26 @@ function TestPolicies:test_a_broken_policy_file_stops_start_up()
   env()
 end
 
+function TestPolicies:test_todays_fills_reach_the_policies()
+  -- Three round trips that each lose money: loss_streak_cooldown (three
+  -- losing exits within four hours) then pauses new exposure.
+  for i = 1, 3 do
+    local q = ok("get_quote", { symbol = "AMD" })
+    ok("place_order", { confirmation_token = preview("AMD", "BUY", 10).confirmation_token })
+    host.set_price("AMD", q.mid * 0.97)
+    local sell = preview("AMD", "SELL", 10)
+    lu.assertTrue(sell.risk.approved, table.concat(sell.risk.reasons, " "))
+    ok("place_order", { confirmation_token = sell.confirmation_token })
+    host.advance(60)
+  end
+  local p = preview("AMD", "BUY", 10)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "POLICY_LOSS_STREAK"))
+  lu.assertStrContains(table.concat(p.risk.reasons, " "), "3 losing exits")
+  host.advance(3600)   -- the pause ends an hour after the latest loss
+  lu.assertTrue(preview("AMD", "BUY", 10).risk.approved)
+end
+
 TestControls = {}
 
 function TestControls:test_cash_account_cannot_overspend()
