@@ -138,6 +138,15 @@ int im_rpc_line_check(const char *line, size_t len, const char **why) {
 
 /* ---- stdio transport --------------------------------------------------- */
 
+/* Why input is paused: the caller asked (too many calls in flight), or
+ * replies are piling up unread (a client that writes a burst before it
+ * reads). Queued output above OUT_HIGH pauses input until it drains below
+ * OUT_LOW, so memory stays bounded whatever the client does. */
+#define PAUSE_CALLER 1
+#define PAUSE_OUTPUT 2
+#define OUT_HIGH (1024 * 1024)
+#define OUT_LOW (256 * 1024)
+
 struct im_rpc {
     uv_loop_t *loop;
     im_rpc_framer framer;
@@ -157,7 +166,7 @@ struct im_rpc {
     int out_open;
     size_t pending;
     int reading;
-    int paused;               /* backpressure: deliver no line */
+    int paused;               /* backpressure, a mask of PAUSE_*: deliver no line */
     char *backlog;            /* bytes read while paused, owned */
     size_t backlog_len;
     int eof;
@@ -330,12 +339,19 @@ int im_rpc_open(uv_loop_t *loop, int in_fd, int out_fd, size_t max_line,
     return 0;
 }
 
+static void rpc_pause(im_rpc *r, int why);
+static void rpc_resume(im_rpc *r, int why);
+
 static void rpc_write_cb(uv_write_t *req, int status) {
     rpc_write *w = container_of(req, rpc_write, req);
-    w->r->pending -= w->len;
+    im_rpc *r = w->r;
+    r->pending -= w->len;
     if (status != 0 && status != UV_ECANCELED)
         im_warn("stdout: %s", uv_strerror(status));
     free(w);
+    /* From the loop, not from inside a reply: safe to deliver lines. */
+    if ((r->paused & PAUSE_OUTPUT) && r->pending < OUT_LOW && !r->closing)
+        rpc_resume(r, PAUSE_OUTPUT);
 }
 
 int im_rpc_write(im_rpc *r, const char *json, size_t len) {
@@ -355,6 +371,8 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len) {
             return IM_EIO;
         }
         r->pending += len + 1;
+        if (r->pending > OUT_HIGH)
+            rpc_pause(r, PAUSE_OUTPUT);
         return 0;
     }
     /* A file or terminal: a blocking write is fine and keeps order. */
@@ -382,22 +400,25 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len) {
 
 size_t im_rpc_pending(const im_rpc *r) { return r->pending; }
 
-void im_rpc_pause(im_rpc *r) {
-    if (r->paused)
-        return;
-    r->paused = 1;
-    if (r->reading && r->in_kind != UV_FILE && r->in_open)
+static void rpc_pause(im_rpc *r, int why) {
+    int was = r->paused;
+    r->paused |= why;
+    if (!was && r->reading && r->in_kind != UV_FILE && r->in_open)
         uv_read_stop((uv_stream_t *)&r->in);
 }
 
-int im_rpc_paused(const im_rpc *r) { return r->paused; }
+void im_rpc_pause(im_rpc *r) { rpc_pause(r, PAUSE_CALLER); }
 
-void im_rpc_resume(im_rpc *r) {
+int im_rpc_paused(const im_rpc *r) { return (r->paused & PAUSE_CALLER) != 0; }
+
+static void rpc_resume(im_rpc *r, int why) {
     char *held;
     size_t n;
-    if (!r->paused || r->closing)
+    if (!(r->paused & why) || r->closing)
         return;
-    r->paused = 0;
+    r->paused &= ~why;
+    if (r->paused)
+        return;   /* still held for the other reason */
     held = r->backlog;
     n = r->backlog_len;
     r->backlog = NULL;
@@ -415,6 +436,8 @@ void im_rpc_resume(im_rpc *r) {
         uv_read_start((uv_stream_t *)&r->in, rpc_alloc_cb, rpc_read_cb);
     }
 }
+
+void im_rpc_resume(im_rpc *r) { rpc_resume(r, PAUSE_CALLER); }
 
 void im_rpc_stop_reading(im_rpc *r) {
     if (!r->reading)

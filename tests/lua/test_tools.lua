@@ -430,6 +430,28 @@ function TestPolicies:test_todays_fills_reach_the_policies()
   lu.assertTrue(preview("AMD", "BUY", 10).risk.approved)
 end
 
+function TestPolicies:test_stale_ctx_is_refused_not_dereferenced()
+  -- A policy that keeps ctx.today and reads its fills in a later call must
+  -- get an error (fail closed), never a previous call's freed data.
+  local dir = tmpdir_with {
+    ["keeper.lua"] = [[
+      local saved
+      return { name = "keeper", description = "Keeps ctx.today between calls.",
+        check = function(order, ctx)
+          if saved == nil then saved = ctx.today; return true end
+          return #saved.fills >= 0
+        end }
+    ]],
+  }
+  host.reset { IBKR_TRADING_ENABLED = "true", IBKR_POLICY_DIR = dir }
+  lu.assertTrue(preview("AAPL", "BUY", 1).risk.approved)
+  local p = preview("AAPL", "BUY", 1)
+  lu.assertFalse(p.risk.approved)
+  lu.assertTrue(has(p.risk.codes, "POLICY_ERROR"))
+  lu.assertStrContains(table.concat(p.risk.reasons, " "), "keeper")
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 TestControls = {}
 
 function TestControls:test_cash_account_cannot_overspend()
