@@ -2,10 +2,15 @@
 BUILD ?= build
 # The sanitizer build (ASan + UBSan) that `make test` also runs.
 ASAN_BUILD ?= $(BUILD)/asan
+# The libFuzzer build (clang-14, tests/fuzz) and how long each target runs:
+# FUZZ_SECONDS under `make fuzz`, FUZZ_TEST_SECONDS under `make test`.
+FUZZ_BUILD ?= $(BUILD)/fuzz
+FUZZ_SECONDS ?= 120
+FUZZ_TEST_SECONDS ?= 20
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all deps configure build asan npm demo test install clean
+.PHONY: all deps configure build asan npm demo test install clean fuzz-build fuzz
 
 all: build
 
@@ -34,9 +39,25 @@ asan: npm
 	  -DIM_NPM_DIR=$(abspath $(BUILD))/npm -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# The sanitizer tree's suite first, then the normal one, whose ctest summary
-# is the last thing printed; either failing fails `make test`.
-test: build asan
+# The libFuzzer targets (tests/fuzz) in their own clang tree: coverage,
+# ASan and UBSan over the same src/*.c (not main.c), no test suite.
+fuzz-build: deps
+	@bash .ci/deps.sh --with-fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DIM_FUZZ=ON -DIM_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# Each target for FUZZ_SECONDS from the committed seeds; new inputs and any
+# crash-* file stay under $(FUZZ_BUILD).
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# Each fuzz target for a bounded time first (any crash fails), then the
+# sanitizer tree's suite, then the normal one, whose ctest summary is the
+# last thing printed; any of them failing fails `make test`.
+test: build asan fuzz-build
+	@echo "== fuzzing ($(FUZZ_TEST_SECONDS) s per target): $(FUZZ_BUILD)"
+	@bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TEST_SECONDS)
 	@echo "== sanitizer build (ASan + UBSan): $(ASAN_BUILD)"
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 	@echo "== normal build: $(BUILD)"

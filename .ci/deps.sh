@@ -9,6 +9,11 @@ if [ "${1:-}" = "--with-node" ]; then
   command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
   command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 fi
+# The libFuzzer targets (tests/fuzz): clang-14 and its runtimes (libFuzzer,
+# ASan, UBSan).
+if [ "${1:-}" = "--with-fuzz" ]; then
+  pkgs="$pkgs clang-14 libclang-rt-14-dev"
+fi
 
 missing=""
 for p in $pkgs; do

@@ -122,12 +122,39 @@ int im_rpc_line_check(const char *line, size_t len, const char **why) {
         if (n == 1) {
             if (p[i] == '"') {
                 in_string = !in_string;
-            } else if (in_string && p[i] == '\\' && i + 1 < len) {
-                if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0) {
+            } else if (in_string && p[i] == '\\') {
+                /* Escapes are checked here, not left to cJSON: it decodes a
+                 * \u whose four digits are not all hex as U+0000, so
+                 * "TOKEN\uzzzzjunk" would read as TOKEN (found by
+                 * fuzz_framer). */
+                unsigned cp = 0;
+                if (i + 1 >= len || strchr("\"\\/bfnrtu", p[i + 1]) == NULL || p[i + 1] == 0) {
+                    *why = "Parse error: invalid escape in a string";
+                    return IM_EPARSE;
+                }
+                if (p[i + 1] != 'u') {
+                    i += 2;
+                    continue;
+                }
+                for (size_t k = 2; k < 6; k++) {
+                    unsigned c = i + k < len ? p[i + k] : 0, d;
+                    if (c >= '0' && c <= '9')
+                        d = c - '0';
+                    else if (c >= 'a' && c <= 'f')
+                        d = c - 'a' + 10;
+                    else if (c >= 'A' && c <= 'F')
+                        d = c - 'A' + 10;
+                    else {
+                        *why = "Parse error: \\u must be followed by four hex digits";
+                        return IM_EPARSE;
+                    }
+                    cp = cp << 4 | d;
+                }
+                if (cp == 0) {
                     *why = "Parse error: strings must not contain NUL characters (\\u0000)";
                     return IM_EPARSE;
                 }
-                i += 2;   /* the escaped byte cannot end the string */
+                i += 6;
                 continue;
             }
         }

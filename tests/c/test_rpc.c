@@ -143,6 +143,18 @@ TEST(line_check_refuses_what_cjson_would_misread) {
     ASSERT_EQ(im_rpc_line_check(overlong, sizeof overlong - 1, &why), IM_EPARSE);
     static const char surrogate[] = "\xed\xa0\x80";
     ASSERT_EQ(im_rpc_line_check(surrogate, sizeof surrogate - 1, &why), IM_EPARSE);
+    /* cJSON reads a \u without four hex digits as U+0000. */
+    static const char bad_hex[] = "{\"t\":\"NVDA\\uzzzzjunk\"}";
+    ASSERT_EQ(im_rpc_line_check(bad_hex, sizeof bad_hex - 1, &why), IM_EPARSE);
+    ASSERT_CONTAINS(why, "four hex digits");
+    static const char bad_hex2[] = "{\"t\":\"NVDA\\u00G0\"}";
+    ASSERT_EQ(im_rpc_line_check(bad_hex2, sizeof bad_hex2 - 1, &why), IM_EPARSE);
+    static const char short_u[] = "{\"t\":\"x\\u12";
+    ASSERT_EQ(im_rpc_line_check(short_u, sizeof short_u - 1, &why), IM_EPARSE);
+    static const char good_u[] = "{\"t\":\"caf\\u00E9\\n\\\"\"}";
+    ASSERT_EQ(im_rpc_line_check(good_u, sizeof good_u - 1, &why), 0);
+    static const char nul_after_bs[] = "{\"t\":\"x\\\0\"}";
+    ASSERT_EQ(im_rpc_line_check(nul_after_bs, sizeof nul_after_bs - 1, &why), IM_EPARSE);
     static const char truncated[] = "\"\xe2\x82";
     ASSERT_EQ(im_rpc_line_check(truncated, sizeof truncated - 1, &why), IM_EPARSE);
 }
