@@ -161,6 +161,21 @@ static void repl_answer_fail(im_repl_console *c, int status, const char *msg) {
 }
 
 static void repl_free_now(im_repl_console *c);
+static void repl_answer_end(im_repl_console *c, int n);
+
+/* The common start of a completion callback: returns the stack to push the
+ * answer onto, or NULL when the answer is already delivered (the console
+ * is gone, or status is a failure, which is recorded and delivered). */
+static lua_State *repl_answer_start(im_repl_console *c, int status, const char *msg) {
+    lua_State *L = repl_answer_begin(c);
+    if (L != NULL && status != 0)
+        repl_answer_fail(c, status, msg);
+    if (L == NULL || status != 0) {
+        repl_answer_end(c, 0);
+        return NULL;
+    }
+    return L;
+}
 
 /* Delivers n pushed values: either back to the command still running
  * (answered during its call) or by resuming the yielded coroutine. */
@@ -257,13 +272,9 @@ static void repl_push_risk(lua_State *L, const im_risk_result *r) {
 
 static void repl_quote_cb(void *ud, int status, const char *msg, const im_quote *q) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, 0, 8);
     repl_setstr(L, "symbol", q->symbol);
     repl_setnum(L, "bid", q->bid);
@@ -290,13 +301,9 @@ static int repl_cmd_quote(lua_State *L) {
 
 static void repl_account_cb(void *ud, int status, const char *msg, const im_account *a) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, 0, 9);
     repl_setstr(L, "account_id", a->account_id);
     repl_setstr(L, "account_type", a->account_type);
@@ -319,13 +326,9 @@ static int repl_cmd_account(lua_State *L) {
 static void repl_positions_cb(void *ud, int status, const char *msg, const im_position *p,
                               size_t n) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 7);
@@ -350,13 +353,9 @@ static int repl_cmd_positions(lua_State *L) {
 static void repl_orders_cb(void *ud, int status, const char *msg, const im_order_info *o,
                            size_t n) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         repl_push_order_info(L, &o[i]);
@@ -374,13 +373,9 @@ static int repl_cmd_orders(lua_State *L) {
 static void repl_execs_cb(void *ud, int status, const char *msg, const im_execution *e,
                           size_t n) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 0, 9);
@@ -440,13 +435,9 @@ static double repl_field_num(lua_State *L, const char *k) {
 
 static void repl_preview_cb(void *ud, int status, const char *msg, const im_preview *p) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     lua_createtable(L, 0, 8);               /* [r] */
     repl_setbool(L, "approved", p->risk.approved);
     repl_push_order(L, &p->order);          /* [r, order] */
@@ -527,13 +518,9 @@ static int repl_cmd_place(lua_State *L) {
 
 static void repl_cancel_cb(void *ud, int status, const char *msg, const im_order_info *o) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L = repl_answer_start(c, status, msg);
     if (L == NULL)
-        return repl_answer_end(c, 0);
-    if (status != 0) {
-        repl_answer_fail(c, status, msg);
-        return repl_answer_end(c, 0);
-    }
+        return;
     repl_push_order_info(L, o);
     repl_answer_end(c, 1);
 }
