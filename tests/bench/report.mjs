@@ -1,10 +1,12 @@
 // Turns the figures tests/bench/run.sh collected into the printed sections
 // and the Markdown summary. Node built-ins only; never asserts a timing.
 //
-//   node report.mjs DIR startup|roundtrip|memory|order|summary [SUMMARY_MD]
+//   node report.mjs DIR startup|roundtrip|memory|order|tws|summary [SUMMARY_MD]
 //
 // DIR holds startup-*.txt (milliseconds, a line per run, from spawntime),
-// quote-*.json and order-*.json (from driver.mjs) and machine.json.
+// quote-*.json and order-*.json (from driver.mjs), tws-ibkr.json (from
+// tws_decode.c), tws-stoqey.json (from tws_decode_stoqey.mjs, possibly
+// {"skipped": why}) and machine.json.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -97,6 +99,34 @@ function printOrder() {
     `(+${f1(p.us_per_pair - n.us_per_pair)} us per pair, i.e. per two policy evaluations of every file)`);
 }
 
+// The TWS decode figures, or null when section 5 did not run.
+function twsStats() {
+  if (!has('tws-ibkr.json')) return null;
+  const c = rd('tws-ibkr.json'), s = has('tws-stoqey.json') ? rd('tws-stoqey.json') : { skipped: 'not run' };
+  return { c, s, ratio: s.skipped ? null : c.msgs_per_s / s.msgs_per_s };
+}
+
+function printTws() {
+  const t = twsStats();
+  if (!t) return;
+  const { c, s } = t;
+  console.log(`  ${pad('decoder', 30)}${lpad('msgs/s', 12)}${lpad('ns/msg', 10)}${lpad('best s', 10)}${lpad('median s', 10)}`);
+  console.log(`  ${pad('ibkr-mcp im_tws_reader (C)', 30)}${lpad(k(c.msgs_per_s), 12)}${lpad(f1(c.ns_per_msg), 10)}` +
+    `${lpad(c.best_s.toFixed(3), 10)}${lpad(c.median_s.toFixed(3), 10)}`);
+  if (s.skipped) {
+    console.log(`  @stoqey/ib: skipped: ${s.skipped}`);
+    return;
+  }
+  console.log(`  ${pad(`@stoqey/ib ${s.version} (node)`, 30)}${lpad(k(s.msgs_per_s), 12)}${lpad(f1(s.ns_per_msg), 10)}` +
+    `${lpad(s.best_s.toFixed(3), 10)}${lpad(s.median_s.toFixed(3), 10)}`);
+  console.log(`  ${k(c.frames)} frames, ${(c.bytes / 1048576).toFixed(1)} MiB, ${k(c.chunk)}-byte reads, best of ${c.runs}; ` +
+    `ibkr-mcp / @stoqey/ib: ${f1(t.ratio)}x`);
+  const same = c.frames === s.frames && c.prices === s.prices && Math.abs(c.price_sum - s.price_sum) < 1e-3;
+  console.log(`  both decoded ${k(c.prices)} tickPrice prices summing to ${c.price_sum.toFixed(2)}: ` +
+    `${same ? 'the same values' : `MISMATCH (@stoqey/ib: ${k(s.frames)} frames, ${k(s.prices)} prices, sum ${s.price_sum})`}; ` +
+    `errors: ${c.errors} / ${s.errors}${s.first_error ? ` (${s.first_error})` : ''}`);
+}
+
 function summary() {
   const m = rd('machine.json'), s = startupStats();
   const a = rd('quote-ibkr.json'), e = rd('quote-echo.json'), t = rd('quote-sdk.json');
@@ -128,6 +158,12 @@ function summary() {
       `no policies ${k(n.pairs_per_s)} pairs/s`,
       `policies cost ${f2(n.pairs_per_s / p.pairs_per_s)}×`, '—', '—'],
   ];
+  const tws = twsStats();
+  if (tws)
+    rows.push([`TWS decode, tickPrice/tickSize (${k(tws.c.frames)} frames, 64 KiB reads)`,
+      `${k(tws.c.msgs_per_s)} msgs/s (${f1(tws.c.ns_per_msg)} ns/msg)`,
+      tws.s.skipped ? '@stoqey/ib: skipped' : `@stoqey/ib ${tws.s.version} ${k(tws.s.msgs_per_s)} msgs/s`,
+      tws.ratio ? `${f1(tws.ratio)}×` : '—', '—', '—']);
   const lines = [
     '| metric | ibkr-mcp | baseline | ratio | target | met? |',
     '|---|---|---|---|---|---|',
@@ -145,4 +181,4 @@ function summary() {
 }
 
 ({ startup: printStartup, roundtrip: printRoundTrip, memory: printMemory, order: printOrder,
-  summary })[section]();
+  tws: printTws, summary })[section]();

@@ -9,7 +9,7 @@
 #   BUILD_DIR holds ibkr-mcp and npm/ (tests/interop/setup.sh BUILD_DIR/npm).
 # Sizes can be changed through the environment: BENCH_STARTUP_RUNS (30),
 # BENCH_SEQ_N (20000), BENCH_PIPE_N (100000), BENCH_SDK_SEQ_N (20000),
-# BENCH_SDK_BURST_N (20000), BENCH_ORDER_PAIRS (3000).
+# BENCH_SDK_BURST_N (20000), BENCH_ORDER_PAIRS (3000), BENCH_TWS_FRAMES (1000000).
 set -eu
 
 build=$(cd "${1:?usage: run.sh BUILD_DIR}" && pwd)
@@ -27,9 +27,13 @@ pipe_n=${BENCH_PIPE_N:-100000}
 sdk_seq_n=${BENCH_SDK_SEQ_N:-20000}
 sdk_burst_n=${BENCH_SDK_BURST_N:-20000}
 pairs=${BENCH_ORDER_PAIRS:-3000}
+tws_frames=${BENCH_TWS_FRAMES:-1000000}
 
 cc -O2 -Wall -Wextra -o "$build/bench-echo" "$here/echo.c"
 cc -O2 -Wall -Wextra -o "$build/bench-spawntime" "$here/spawntime.c"
+# The codec is compiled in directly: it has no dependency but libm.
+cc -O2 -Wall -Wextra -std=c11 -D_POSIX_C_SOURCE=200809L -I"$repo/src" -o "$build/bench-tws-decode" \
+  "$here/tws_decode.c" "$repo/src/tws_codec.c" -lm
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ibkr-mcp-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -99,6 +103,16 @@ echo "  policies: $(cd "$tmp/policies" && ls *.lua | tr '\n' ' ')(loss_streak_co
 IBKR_POLICY_DIR="$tmp/policies" drv order "$pairs" -- "$bin" > "$tmp/order-policies.json"
 IBKR_POLICY_DIR="$tmp/no-policies" drv order "$pairs" -- "$bin" > "$tmp/order-nopolicies.json"
 report order
+
+echo
+echo "== 5. TWS decode: $tws_frames tickPrice/tickSize frames in 64 KiB reads, every field read"
+# A recorded stream (deterministic), decoded by im_tws_reader and the typed
+# getters, then by @stoqey/ib's Socket.onData + Decoder (skipped, not
+# failed, when @stoqey/ib is not installed in $npm).
+"$build/bench-tws-decode" gen "$build/tws-stream.bin" "$tws_frames"
+"$build/bench-tws-decode" run "$build/tws-stream.bin" 65536 5 > "$tmp/tws-ibkr.json"
+node "$here/tws_decode_stoqey.mjs" "$npm" "$build/tws-stream.bin" 65536 5 > "$tmp/tws-stoqey.json"
+report tws
 
 echo
 echo "== summary (also in $build/bench-summary.md)"

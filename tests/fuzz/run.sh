@@ -5,7 +5,8 @@
 # never written to) and a working corpus in BUILD_DIR/fuzz-corpus/<name>,
 # where new inputs go; crash-*, timeout-*, leak-* and oom-* files go to
 # BUILD_DIR/fuzz-artifacts/. Every committed seed (crash regressions
-# included) runs first. fuzz_policy gets lua.dict, the others json.dict.
+# included) runs first. fuzz_policy gets lua.dict, fuzz_tws tws.dict, the
+# others json.dict.
 # Prints one summary line per target; exits non-zero when any target found
 # a crash or failed to run.
 set -u
@@ -14,7 +15,7 @@ build=${1:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
 seconds=${2:?usage: run.sh BUILD_DIR SECONDS [TARGET...]}
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-targets=${*:-framer mcp schema policy}
+targets=${*:-framer mcp schema policy tws}
 artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
 
@@ -27,6 +28,7 @@ for t in $targets; do
   log="$build/fuzz-$t.log"
   dict=$here/json.dict
   [ "$t" = policy ] && dict=$here/lua.dict
+  [ "$t" = tws ] && dict=$here/tws.dict
   mkdir -p "$work"
   if [ ! -x "$bin" ]; then
     echo "fuzz: $bin is missing (build with -DIM_FUZZ=ON)" >&2
