@@ -1,10 +1,11 @@
 /* main.c: the command line. Chooses a mode and hands over to it; every
- * mode lives in its own module (serve, demo, luatest). */
+ * mode lives in its own module (serve, demo, luatest, gateway). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "demo.h"
+#include "gateway.h"
 #include "journal.h"
 #include "luatest.h"
 #include "policy.h"
@@ -15,6 +16,8 @@ static const char usage[] =
     "usage: ibkr-mcp [serve]        MCP over stdio (the default)\n"
     "       ibkr-mcp demo           the offline walk-through on the simulator\n"
     "       ibkr-mcp policy check [DIR]  load and validate the risk policies; print them\n"
+    "       ibkr-mcp gateway [--port N] [--seed N]\n"
+    "                               the simulator as a fake TWS on 127.0.0.1 (gateway --help)\n"
     "       ibkr-mcp --version | --help\n"
     "\n"
     "Configuration comes from IBKR_* environment variables; see README.md and\n"
@@ -46,10 +49,8 @@ int main(int argc, char **argv) {
         return im_repl_attach(argc == 3 ? argv[2] : NULL);
     if (strcmp(mode, "resume") == 0)
         return im_journal_resume_cmd(argc - 2, argv + 2);
-    if (strcmp(mode, "gateway") == 0) {
-        fprintf(stderr, "ibkr-mcp: '%s' is not available in this version yet\n", mode);
-        return 2;
-    }
+    if (strcmp(mode, "gateway") == 0)
+        return im_gateway_run(argc - 1, argv + 1);
     fprintf(stderr, "ibkr-mcp: unknown command '%s'\n%s", mode, usage);
     return 2;
 }
