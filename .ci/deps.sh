@@ -4,7 +4,7 @@
 # package lists); otherwise it names the packages and stops.
 set -eu
 
-pkgs="gcc make cmake pkg-config liblua5.4-dev libcjson-dev libuv1-dev libsodium-dev lua-unit tzdata"
+pkgs="gcc make cmake pkg-config liblua5.4-dev libcjson-dev libuv1-dev libsodium-dev libedit-dev lua-unit tzdata"
 if [ "${1:-}" = "--with-node" ]; then
   command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
   command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"

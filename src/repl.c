@@ -13,14 +13,21 @@
 #include "repl.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <editline/readline.h>
+
+#include "common.h"
 #include "error.h"
 #include "log.h"
 #include "script_json.h"
@@ -62,6 +69,8 @@ struct im_repl_console {
     int wait_failed;       /* the callback reports an error */
     char wait_err[512];
     int freed;             /* im_repl_console_free was called while waiting */
+    char audit_log[64];    /* place: the token as the log shows it */
+    char audit_args[160];  /* place/cancel: the audit's args, for the callback */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -77,11 +86,28 @@ static void repl_write(im_repl_console *c, const char *s, size_t n) {
 
 static void repl_puts(im_repl_console *c, const char *s) { repl_write(c, s, strlen(s)); }
 
-/* Journal hook: every state-changing command passes here with its origin.
- * The journal module is not wired yet; until it is, this logs to stderr.
- * TODO(journal): append {kind = action, origin, detail} to the journal. */
-static void repl_audit(im_repl_console *c, const char *action, const char *detail) {
-    im_info("console %s: %s %s", c->origin, action, detail ? detail : "");
+/* The audit trail: every state-changing command (place, cancel, halt,
+ * resume, reload) passes here once its outcome is known, and lands both on
+ * stderr and in the journal as a "console" record naming the console's
+ * origin, so an operator's action can be told apart from an agent's. A
+ * journal that cannot be written halts trading (the session's rule), which
+ * is why this is not skipped when the write fails: the halt is the record. */
+static void repl_audit(im_repl_console *c, const char *command, const char *args,
+                       const char *outcome) {
+    cJSON *f;
+    /* The log may name a token's first digits (an operator matching it
+     * with an agent's transcript); the journal only ever its hash. */
+    im_info("console %s: %s %s -> %s", c->origin, command,
+            strcmp(command, "place") == 0 ? c->audit_log : args ? args : "", outcome ? outcome : "");
+    f = cJSON_CreateObject();
+    if (f == NULL)
+        return;
+    cJSON_AddStringToObject(f, "origin", c->origin);
+    cJSON_AddStringToObject(f, "command", command);
+    cJSON_AddStringToObject(f, "args", args ? args : "");
+    cJSON_AddStringToObject(f, "outcome", outcome ? outcome : "");
+    if (im_session_record(c->app->session, "console", f) != 0)
+        im_warn("console %s: the %s record could not be journaled", c->origin, command);
 }
 
 static void repl_hook(lua_State *L, lua_Debug *ar) {
@@ -486,7 +512,19 @@ static int repl_cmd_preview(lua_State *L) {
 
 static void repl_place_cb(void *ud, const im_place_result *r) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_begin(c);
+    lua_State *L;
+    if (!c->freed) {
+        char outcome[640];
+        if (r->status == 0 && r->have_order)
+            snprintf(outcome, sizeof outcome, "sent: order %s %s", r->order.order_id,
+                     im_order_status_str(r->order.status));
+        else if (r->status == 0)
+            snprintf(outcome, sizeof outcome, "sent");
+        else
+            snprintf(outcome, sizeof outcome, "%s: %s", im_err_name(r->status), r->message);
+        repl_audit(c, "place", c->audit_args, outcome);
+    }
+    L = repl_answer_begin(c);
     if (L == NULL)
         return repl_answer_end(c, 0);
     lua_createtable(L, 0, 5);
@@ -508,17 +546,33 @@ static void repl_place_cb(void *ud, const im_place_result *r) {
 
 static int repl_cmd_place(lua_State *L) {
     const char *token = luaL_checkstring(L, 1);
-    char shown[REPL_TOKEN_SHOWN + 4];
+    char hash[IM_JOURNAL_HASH_HEX];
+    int rc;
     im_repl_console *c = repl_need_top(L, "place");
-    snprintf(shown, sizeof shown, "%.*s...", REPL_TOKEN_SHOWN, token);
-    repl_audit(c, "place", shown);
+    snprintf(c->audit_log, sizeof c->audit_log, "%.*s...", REPL_TOKEN_SHOWN, token);
+    im_journal_token_hash(token, hash);
+    snprintf(c->audit_args, sizeof c->audit_args, "token_hash=%s", hash);
     repl_begin_call(c);
-    return repl_await(L, c, im_session_place(c->app->session, token, repl_place_cb, c));
+    rc = im_session_place(c->app->session, token, repl_place_cb, c);
+    if (rc != 0 && !c->answered)
+        repl_audit(c, "place", c->audit_args, im_strerror(rc));
+    return repl_await(L, c, rc);
 }
 
 static void repl_cancel_cb(void *ud, int status, const char *msg, const im_order_info *o) {
     im_repl_console *c = ud;
-    lua_State *L = repl_answer_start(c, status, msg);
+    lua_State *L;
+    if (!c->freed) {
+        char outcome[640];
+        if (status == 0)
+            snprintf(outcome, sizeof outcome, "cancel sent: order %s %s", o->order_id,
+                     im_order_status_str(o->status));
+        else
+            snprintf(outcome, sizeof outcome, "%s: %s", im_err_name(status),
+                     msg && *msg ? msg : im_strerror(status));
+        repl_audit(c, "cancel", c->audit_args, outcome);
+    }
+    L = repl_answer_start(c, status, msg);
     if (L == NULL)
         return;
     repl_push_order_info(L, o);
@@ -527,10 +581,14 @@ static void repl_cancel_cb(void *ud, int status, const char *msg, const im_order
 
 static int repl_cmd_cancel(lua_State *L) {
     const char *id = luaL_checkstring(L, 1);
+    int rc;
     im_repl_console *c = repl_need_top(L, "cancel");
-    repl_audit(c, "cancel", id);
+    snprintf(c->audit_args, sizeof c->audit_args, "%s", id);
     repl_begin_call(c);
-    return repl_await(L, c, im_session_cancel(c->app->session, id, repl_cancel_cb, c));
+    rc = im_session_cancel(c->app->session, id, repl_cancel_cb, c);
+    if (rc != 0 && !c->answered)
+        repl_audit(c, "cancel", c->audit_args, im_strerror(rc));
+    return repl_await(L, c, rc);
 }
 
 /* ---- commands: synchronous ------------------------------------------------------ */
@@ -547,6 +605,21 @@ static int repl_cmd_status(lua_State *L) {
     repl_setstr(L, "backend", b && b->ops ? b->ops->name : "");
     repl_setbool(L, "connected", b && b->ops && b->ops->connected ? b->ops->connected(b) : 0);
     repl_setstr(L, "account_id", im_session_account_id(s));
+    if (im_session_live_block(s) != NULL)
+        repl_setstr(L, "trading_blocked", im_session_live_block(s));
+    if (b && b->ops && b->ops->info) {
+        im_broker_info bi;
+        b->ops->info(b, &bi);
+        repl_setstr(L, "connection", bi.state);
+        if (bi.host[0]) {
+            char where[96];
+            snprintf(where, sizeof where, "%s:%d client %d v%d", bi.host, bi.port, bi.client_id,
+                     bi.server_version);
+            repl_setstr(L, "endpoint", where);
+        }
+        if (bi.last_error[0])
+            repl_setstr(L, "last_error", bi.last_error);
+    }
     repl_setbool(L, "trading_enabled", im_session_trading_enabled(s));
     repl_setbool(L, "halted", halted);
     if (halted)
@@ -664,8 +737,9 @@ static int repl_cmd_policies(lua_State *L) {
 static int repl_cmd_halt(lua_State *L) {
     im_repl_console *c = repl_of(L);
     const char *why = luaL_optstring(L, 1, "halted from the operator console");
-    repl_audit(c, "halt", why);
+    int was = im_session_halted(c->app->session, NULL);
     im_session_halt(c->app->session, why);
+    repl_audit(c, "halt", why, was ? "already halted" : "halted");
     lua_pushstring(L, "trading halted");
     return 1;
 }
@@ -673,24 +747,189 @@ static int repl_cmd_halt(lua_State *L) {
 static int repl_cmd_resume(lua_State *L) {
     im_repl_console *c = repl_of(L);
     const char *why = luaL_optstring(L, 1, "resumed from the operator console");
+    const char *still = NULL;
+    char outcome[600];
     if (!im_session_halted(c->app->session, NULL)) {
+        repl_audit(c, "resume", why, "not halted; nothing to do");
         lua_pushstring(L, "trading was not halted");
         return 1;
     }
-    repl_audit(c, "resume", why);
     im_session_resume(c->app->session, why);
+    /* A KILL file, or a resume that could not be journaled, keeps the halt. */
+    if (im_session_halted(c->app->session, &still)) {
+        snprintf(outcome, sizeof outcome, "still halted: %s", still ? still : "");
+        repl_audit(c, "resume", why, outcome);
+        return luaL_error(L, "trading is still halted: %s", still ? still : "unknown reason");
+    }
+    repl_audit(c, "resume", why, "resumed");
     lua_pushstring(L, "trading resumed");
     return 1;
 }
 
+/* reload(): the whole folder is loaded and checked before anything changes
+ * (im_app_reload_policies), so a broken file leaves the running set in
+ * force; the answer says which happened. */
 static int repl_cmd_reload(lua_State *L) {
-    lua_pushstring(L, "reload() is not available yet: policies load at start-up only");
+    im_repl_console *c = repl_of(L);
+    char err[512], outcome[640];
+    const char *dir = c->app->policy_dir;
+    int rc = im_app_reload_policies(c->app, c->origin, err, sizeof err);
+    if (rc != 0) {
+        snprintf(outcome, sizeof outcome, "failed, the running set stays: %s", err);
+        repl_audit(c, "reload", dir, outcome);
+        lua_createtable(L, 0, 2);
+        repl_setbool(L, "ok", 0);
+        repl_setstr(L, "error", err);
+        return 1;
+    }
+    snprintf(outcome, sizeof outcome, "ok: %zu policies, set %s",
+             im_policies_count(c->app->policies), im_policies_hash(c->app->policies));
+    repl_audit(c, "reload", dir, outcome);
+    lua_createtable(L, 0, 3);
+    repl_setbool(L, "ok", 1);
+    repl_setint(L, "count", (long long)im_policies_count(c->app->policies));
+    repl_setstr(L, "hash", im_policies_hash(c->app->policies));
     return 1;
 }
 
+/* journal(n): the last n records of today's journal file, oldest first.
+ * The file can be large (every quote-less event of a busy day), so it is
+ * read from the end in growing windows until n whole lines are in, and
+ * never more than REPL_JOURNAL_WINDOW bytes. A line still being written by
+ * another process, or torn by a crash, is skipped. Buffers live in Lua
+ * userdata and the parsed records in a boxed cJSON tree with a __gc, so an
+ * out-of-memory error raised half-way leaks nothing. */
+#define REPL_JOURNAL_MAX_N 1000
+#define REPL_JOURNAL_FIRST (64 * 1024)
+#define REPL_JOURNAL_WINDOW ((size_t)8 * 1024 * 1024)
+
+static int repl_jbox_key;   /* its address keys the box metatable in the registry */
+
+static int repl_jbox_gc(lua_State *L) {
+    cJSON **box = lua_touserdata(L, 1);
+    if (box != NULL && *box != NULL) {
+        cJSON_Delete(*box);
+        *box = NULL;
+    }
+    return 0;
+}
+
+/* Pushes a userdata owning a new cJSON array; returns the array. */
+static cJSON *repl_jbox_new(lua_State *L) {
+    cJSON **box = lua_newuserdatauv(L, sizeof *box, 0);   /* [box] */
+    *box = NULL;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &repl_jbox_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, repl_jbox_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &repl_jbox_key);
+    }
+    lua_setmetatable(L, -2);                               /* [box] */
+    *box = cJSON_CreateArray();
+    if (*box == NULL)
+        luaL_error(L, "not enough memory");
+    return *box;
+}
+
+static size_t repl_count_nl(const char *p, size_t n) {
+    size_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        k++;
+    return k;
+}
+
+/* Reads the last want bytes (at most) of the size bytes of path into a new
+ * userdata pushed on L; returns its address, with *got set. The file is
+ * append-only, so the bytes below size are stable while we read. */
+static char *repl_read_tail(lua_State *L, const char *path, size_t size, size_t want,
+                            size_t *got) {
+    char *buf = lua_newuserdatauv(L, want ? want : 1, 0);   /* [buf] */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t off = 0;
+    if (fd == -1)
+        luaL_error(L, "journal: cannot open %s: %s", path, strerror(errno));
+    while (off < want) {
+        ssize_t r = pread(fd, buf + off, want - off, (off_t)(size - want + off));
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        off += (size_t)r;
+    }
+    close(fd);
+    *got = off;
+    return buf;
+}
+
 static int repl_cmd_journal(lua_State *L) {
-    (void)luaL_optinteger(L, 1, 20);
-    lua_pushstring(L, "journal() is not available yet: there is no journal in this build");
+    im_repl_console *c = repl_of(L);
+    lua_Integer n = luaL_optinteger(L, 1, 20);
+    im_journal *j = im_session_journal(c->app->session);
+    const char *path = j ? im_journal_path(j) : NULL;
+    struct stat st;
+    size_t size, want, got = 0, start, nl;
+    char *buf = NULL;
+    cJSON *recs, *it;
+    lua_Integer k = 0;
+
+    if (n < 1 || n > REPL_JOURNAL_MAX_N)
+        return luaL_error(L, "journal: n must be between 1 and %d", REPL_JOURNAL_MAX_N);
+    if (path == NULL || path[0] == '\0')
+        return luaL_error(L, "journal: this session has no journal");
+    lua_settop(L, 0);
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT) {   /* nothing journaled today yet */
+            lua_newtable(L);
+            return 1;
+        }
+        return luaL_error(L, "journal: cannot read %s: %s", path, strerror(errno));
+    }
+    size = (size_t)st.st_size;
+    /* Widen the window until it holds n whole lines (n + 1 newlines, the
+     * first one ending a line cut by the window) or the whole file. */
+    for (want = size < REPL_JOURNAL_FIRST ? size : REPL_JOURNAL_FIRST;;) {
+        lua_settop(L, 0);
+        buf = repl_read_tail(L, path, size, want, &got);   /* [buf] */
+        nl = repl_count_nl(buf, got);
+        if (want == size || nl > (size_t)n || want >= REPL_JOURNAL_WINDOW)
+            break;
+        want = want * 4 > size ? size : want * 4;
+        if (want > REPL_JOURNAL_WINDOW)
+            want = REPL_JOURNAL_WINDOW;
+    }
+    /* Whole lines only: drop the head the window cut and a torn tail. */
+    start = 0;
+    if (got < size) {
+        char *first = memchr(buf, '\n', got);
+        start = first ? (size_t)(first - buf) + 1 : got;
+    }
+    while (got > start && buf[got - 1] != '\n')
+        got--;
+    /* From the last line back, until n records are in: a line that does
+     * not parse (torn by a crash, then followed by later appends) is
+     * skipped, as the journal itself skips it. */
+    recs = repl_jbox_new(L);                                 /* [buf, box] */
+    while (got > start && k < n) {
+        size_t q = got - 1;   /* the '\n' ending this line */
+        cJSON *r;
+        while (q > start && buf[q - 1] != '\n')
+            q--;
+        r = got - 1 > q ? cJSON_ParseWithLength(buf + q, got - 1 - q) : NULL;
+        if (r != NULL && cJSON_IsObject(r) && cJSON_AddItemToArray(recs, r))
+            k++;
+        else
+            cJSON_Delete(r);
+        got = q;
+    }
+    /* recs runs newest first; the answer oldest first. */
+    lua_createtable(L, (int)k, 0);                           /* [buf, box, list] */
+    cJSON_ArrayForEach(it, recs) {
+        if (im_sjson_push(L, it, IM_SJSON_MAX_DEPTH) == 0)
+            lua_rawseti(L, -2, k);
+        k--;
+    }
     return 1;
 }
 
@@ -762,6 +1001,85 @@ static int repl_print(lua_State *L) {
     return 0;
 }
 
+/* ---- notices --------------------------------------------------------------------------- */
+
+/* Appends a formatted piece to buf at *at, truncating at the end. */
+static void repl_cat(char *buf, size_t len, size_t *at, const char *fmt, ...) IM_PRINTF(4, 5);
+static void repl_cat(char *buf, size_t len, size_t *at, const char *fmt, ...) {
+    va_list ap;
+    int n;
+    if (*at + 1 >= len)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *at, len - *at, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *at = (size_t)n >= len - *at ? len - 1 : *at + (size_t)n;
+}
+
+static void repl_cat_reasons(char *buf, size_t len, size_t *at, const im_risk_result *r) {
+    for (size_t i = 0; r != NULL && i < r->nreasons; i++)
+        repl_cat(buf, len, at, "%s%s (%s)", i ? "; " : ": ", r->reasons[i].code,
+                 r->reasons[i].text);
+}
+
+int im_repl_notice(const im_session_event *ev, char *buf, size_t len) {
+    char canon[160];
+    size_t at = 0;
+    if (ev == NULL || buf == NULL || len == 0)
+        return 0;
+    buf[0] = '\0';
+    switch (ev->kind) {
+    case IM_SEV_FILL:
+        if (ev->exec != NULL)
+            repl_cat(buf, len, &at, "[fill] %s %g %s @ %g (order %s, exec %s)",
+                     im_side_str(ev->exec->side), ev->exec->shares, ev->exec->symbol,
+                     ev->exec->price, ev->exec->order_id, ev->exec->exec_id);
+        else if (ev->order_info != NULL)
+            repl_cat(buf, len, &at, "[fill] order %s %s %g %s: %g filled @ %g",
+                     ev->order_info->order_id, im_side_str(ev->order_info->order.side),
+                     ev->order_info->order.quantity, ev->order_info->order.symbol,
+                     ev->order_info->filled, ev->order_info->avg_fill_price);
+        else
+            return 0;
+        break;
+    case IM_SEV_PREVIEW:
+    case IM_SEV_PLACE_REJECT:
+        if (ev->risk == NULL || (ev->kind == IM_SEV_PREVIEW && ev->risk->approved))
+            return 0;
+        if (ev->order == NULL)
+            snprintf(canon, sizeof canon, "an order");
+        else if (ev->order->limit_price > 0 || ev->order->stop_price > 0)
+            snprintf(canon, sizeof canon, "%s %g %s %s lmt=%g stp=%g", im_side_str(ev->order->side),
+                     ev->order->quantity, ev->order->symbol, im_order_type_str(ev->order->type),
+                     ev->order->limit_price, ev->order->stop_price);
+        else
+            snprintf(canon, sizeof canon, "%s %g %s %s", im_side_str(ev->order->side),
+                     ev->order->quantity, ev->order->symbol, im_order_type_str(ev->order->type));
+        repl_cat(buf, len, &at, "[risk] %s rejected: %s",
+                 ev->kind == IM_SEV_PREVIEW ? "preview" : "place (re-validation)", canon);
+        repl_cat_reasons(buf, len, &at, ev->risk);
+        break;
+    case IM_SEV_HALT:
+        repl_cat(buf, len, &at, "[halt] trading halted: %s", ev->message ? ev->message : "");
+        break;
+    case IM_SEV_RESUME:
+        repl_cat(buf, len, &at, "[resume] trading resumed: %s", ev->message ? ev->message : "");
+        break;
+    case IM_SEV_CONNECTION:
+        repl_cat(buf, len, &at, "[broker] %s%s%s", ev->connected ? "connected" : "disconnected",
+                 ev->message ? ": " : "", ev->message ? ev->message : "");
+        break;
+    default:
+        return 0;
+    }
+    /* One line, and never the attach protocol's marks (0x02, 0x03). */
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return 1;
+}
+
 /* ---- the command table ------------------------------------------------------------ */
 
 typedef struct repl_cmd {
@@ -785,8 +1103,9 @@ static const repl_cmd repl_cmds[] = {
     {"tokens", repl_cmd_tokens, "tokens()  pending confirmation tokens and seconds to expiry"},
     {"limits", repl_cmd_limits, "limits()  the risk limits in force"},
     {"policies", repl_cmd_policies, "policies()  the loaded Lua policies"},
-    {"reload", repl_cmd_reload, "reload()  reload the policies (not available yet)"},
-    {"journal", repl_cmd_journal, "journal(n)  the last n journal records (not available yet)"},
+    {"reload", repl_cmd_reload,
+     "reload()  reload the policy folder; on any error the running set stays"},
+    {"journal", repl_cmd_journal, "journal(n)  the last n records of today's journal (20)"},
     {"halt", repl_cmd_halt, "halt(reason)  engage the kill switch"},
     {"resume", repl_cmd_resume, "resume(reason)  release the kill switch"},
     {NULL, NULL, NULL},
@@ -1185,11 +1504,77 @@ static void repl_stdout_done(void *ud) { (void)ud; }
 
 static const char *repl_getenv(const char *name) { return getenv(name); }
 
+/* Notices of the local console wait here until the line that caused them
+ * has printed its answer, then go to stderr before the next prompt (so a
+ * piped session's stdout stays the answers alone). Bounded: a flood of
+ * fills while a line runs keeps the first REPL_NOTES_MAX bytes and counts
+ * the rest. */
+#define REPL_NOTES_MAX (64 * 1024)
+
+typedef struct repl_notes {
+    char buf[REPL_NOTES_MAX];
+    size_t len;
+    unsigned long dropped;
+} repl_notes;
+
+static void repl_notes_listener(void *ud, const im_session_event *ev) {
+    repl_notes *n = ud;
+    char line[1024];
+    size_t l;
+    if (!im_repl_notice(ev, line, sizeof line))
+        return;
+    l = strlen(line);
+    if (n->len + l + 1 > sizeof n->buf) {
+        n->dropped++;
+        return;
+    }
+    memcpy(n->buf + n->len, line, l);
+    n->buf[n->len + l] = '\n';
+    n->len += l + 1;
+}
+
+static void repl_notes_flush(repl_notes *n) {
+    if (n->len > 0)
+        fwrite(n->buf, 1, n->len, stderr);
+    if (n->dropped > 0)
+        fprintf(stderr, "(%lu more notices dropped)\n", n->dropped);
+    n->len = 0;
+    n->dropped = 0;
+    fflush(stderr);
+}
+
+/* One input line, without its newline, in *line (malloc'd; the caller
+ * frees it). On a terminal libedit edits it and keeps it in the history
+ * (in memory only: a console line may hold a token, which must not land
+ * in a file); piped input is read as it always was, with getline. Returns
+ * the length, or -1 at end of input. */
+static ssize_t repl_read_line(int tty, const char *prompt, char **line, size_t *cap) {
+    ssize_t n;
+    if (tty) {
+        char *l = readline(prompt);
+        if (l == NULL)
+            return -1;
+        if (l[strspn(l, " \t")] != '\0')
+            add_history(l);
+        free(*line);
+        *line = l;
+        *cap = strlen(l) + 1;
+        return (ssize_t)strlen(l);
+    }
+    n = getline(line, cap, stdin);
+    if (n < 0)
+        return -1;
+    while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
+        (*line)[--n] = '\0';
+    return n;
+}
+
 int im_repl_run(void) {
     uv_loop_t loop;
     im_app app;
     im_repl_console_opts o;
     im_repl_console *c;
+    repl_notes *notes;
     char err[512], origin[64];
     char *line = NULL;
     size_t cap = 0;
@@ -1197,11 +1582,17 @@ int im_repl_run(void) {
     int tty = isatty(0);
 
     signal(SIGPIPE, SIG_IGN);
+    notes = calloc(1, sizeof *notes);
+    if (notes == NULL) {
+        fprintf(stderr, "ibkr-mcp: out of memory\n");
+        return 1;
+    }
     uv_loop_init(&loop);
     if (im_app_init(&app, &loop, repl_getenv, 0, err, sizeof err) != 0) {
         fprintf(stderr, "ibkr-mcp: %s\n", err);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        free(notes);
         return 2;
     }
     snprintf(origin, sizeof origin, "repl (pid %ld)", (long)getpid());
@@ -1216,22 +1607,23 @@ int im_repl_run(void) {
         im_app_close(&app);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
+        free(notes);
         return 1;
     }
-    if (tty)
+    if (im_session_add_listener(app.session, repl_notes_listener, notes) != 0)
+        im_warn("console: no room for another session listener; notices are off");
+    if (tty) {
         printf("ibkr-mcp console on the %s backend (trading %s). help() lists the commands.\n",   // stdout-ok
                app.broker && app.broker->ops ? app.broker->ops->name : "?",
                app.cfg.trading_enabled ? "enabled" : "disabled");
+        fflush(stdout);   // stdout-ok
+        stifle_history(1000);
+    }
     for (;;) {
-        if (tty) {
-            fputs(im_repl_console_prompt(c), stdout);   // stdout-ok
-            fflush(stdout);                             // stdout-ok
-        }
-        n = getline(&line, &cap, stdin);
+        repl_notes_flush(notes);
+        n = repl_read_line(tty, im_repl_console_prompt(c), &line, &cap);
         if (n < 0)
             break;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
         g_repl_running = c;
         signal(SIGINT, repl_sigint);
         if (im_repl_console_feed(c, line, (size_t)n) == 1) {
@@ -1252,10 +1644,13 @@ int im_repl_run(void) {
     }
     if (tty)
         fputs("\n", stdout);   // stdout-ok
+    repl_notes_flush(notes);
     free(line);
+    im_session_remove_listener(app.session, repl_notes_listener, notes);
     im_repl_console_free(c);
     im_app_close(&app);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    free(notes);
     return 0;
 }

@@ -6,8 +6,12 @@
  * JSON-like printing, an instruction budget, and the command set (status,
  * quote, preview, place, halt, sim.advance, ...). Host calls that wait for
  * the broker yield the line's coroutine and resume it from the callback, so
- * the loop (and MCP traffic) keeps running while a console waits.
- * Uses app (config, session, sim, policies), Lua 5.4 and libuv. */
+ * the loop (and MCP traffic) keeps running while a console waits. Every
+ * state-changing command is journalled as a "console" record with the
+ * console's origin; fills, risk rejections and the kill switch reach the
+ * consoles as one-line notices. On a terminal, libedit edits the lines.
+ * Uses app (config, session, journal, sim, policies), Lua 5.4, libuv and
+ * libedit. */
 #ifndef IM_REPL_H
 #define IM_REPL_H
 
@@ -58,13 +62,24 @@ int im_repl_console_busy(const im_repl_console *c);
 /* "> " or ">> " (inside incomplete input). */
 const char *im_repl_console_prompt(const im_repl_console *c);
 
+/* ---- notices: session events an operator wants to see at once ---- */
+
+/* Writes a one-line notice (no newline) about ev into buf when it is worth
+ * interrupting an operator for: a fill, a risk rejection (at preview or at
+ * re-validation), the kill switch engaging or releasing, the broker
+ * connection changing. Control characters become spaces, so a notice is
+ * always one line. Returns 1 with the text in buf, or 0 (buf untouched)
+ * for other events. */
+int im_repl_notice(const im_session_event *ev, char *buf, size_t len);
+
 /* ---- the console socket of `serve` ---- */
 typedef struct im_repl_server im_repl_server;
 
 /* Listens on dir/repl.sock (dir created 0700 when missing, socket 0600).
  * A live server already answering there is an error (IM_EBUSY) and the
  * socket is left alone; a stale socket is replaced. Consoles evaluate in
- * app; nothing they do writes to stdout. On failure returns a negative
+ * app; nothing they do writes to stdout. Every attached console gets the
+ * session's notices (im_repl_notice) as they happen. On failure returns a negative
  * code with a sentence in err. */
 int im_repl_server_start(uv_loop_t *loop, im_app *app, const char *dir, im_repl_server **out,
                          char *err, size_t errlen);

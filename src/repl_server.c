@@ -6,6 +6,13 @@
  * byte 0x02 followed by the prompt text ("> " or ">> "). A client that
  * reads up to the next 0x02 line has the whole answer to its line. Lines
  * that arrive while a console waits for the broker are queued in order.
+ * At any time the server may also send a notice line: the byte 0x03 and
+ * one line of text (a fill, a risk rejection, the kill switch; see
+ * im_repl_notice). The server holds one session listener for all its
+ * consoles (the session has room for only a few) and writes each notice
+ * to every console as a whole line, so it never splits an answer's line.
+ * The `attach` client prints notices on its stderr, so piped output stays
+ * the answers alone; on a terminal it redraws the line being typed.
  *
  * The socket is a unix socket, mode 0600, in a directory created 0700:
  * anyone who can open it can halt, resume and place with a token, so the
@@ -15,6 +22,7 @@
 #include "repl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +32,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <editline/readline.h>
+
 #include "error.h"
 #include "log.h"
 
 #define REPL_PROMPT_MARK '\x02'
+#define REPL_NOTICE_MARK '\x03'
 #define REPL_LINE_MAX (64 * 1024)   /* longest console input line */
 #define REPL_SOCK_NAME "repl.sock"
 
@@ -41,6 +52,7 @@ struct im_repl_server {
     repl_conn *conns;
     int open_handles;     /* listener + connections not yet closed */
     int closing;
+    int listening;        /* the session listener is registered */
     unsigned next_id;
 };
 
@@ -241,6 +253,20 @@ static void repl_srv_connection_cb(uv_stream_t *server, int status) {
     uv_read_start((uv_stream_t *)&k->pipe, repl_conn_alloc_cb, repl_conn_read_cb);
 }
 
+/* The session listener: one notice line to every console attached. */
+static void repl_srv_event(void *ud, const im_session_event *ev) {
+    im_repl_server *srv = ud;
+    char line[1024];
+    size_t l;
+    if (srv->closing || srv->conns == NULL || !im_repl_notice(ev, line + 1, sizeof line - 2))
+        return;
+    line[0] = REPL_NOTICE_MARK;
+    l = strlen(line);
+    line[l++] = '\n';
+    for (repl_conn *k = srv->conns; k; k = k->next)
+        repl_conn_send(k, line, l);
+}
+
 /* ---- the listener ---------------------------------------------------------------- */
 
 /* mkdir -p with mode 0700 for what it creates. */
@@ -341,6 +367,10 @@ int im_repl_server_start(uv_loop_t *loop, im_app *app, const char *dir, im_repl_
         uv_close((uv_handle_t *)&srv->listener, repl_listener_close_cb);
         return IM_EIO;
     }
+    if (im_session_add_listener(app->session, repl_srv_event, srv) == 0)
+        srv->listening = 1;
+    else
+        im_warn("console: no room for another session listener; consoles get no notices");
     *out = srv;
     return 0;
 }
@@ -349,6 +379,9 @@ void im_repl_server_close(im_repl_server *srv) {
     if (srv == NULL || srv->closing)
         return;
     srv->closing = 1;
+    if (srv->listening)
+        im_session_remove_listener(srv->app->session, repl_srv_event, srv);
+    srv->listening = 0;
     while (srv->conns)
         repl_conn_close(srv->conns);
     unlink(srv->path);
@@ -372,13 +405,177 @@ static int repl_write_all(int fd, const char *p, size_t n) {
 
 static const char *repl_attach_getenv(const char *name) { return getenv(name); }
 
+/* The client's state. The server paces the conversation: one input line
+ * may go out after each prompt mark, so stdin is read only while a prompt
+ * is open, and the socket is read all the time (notices come whenever
+ * they happen). On a terminal libedit's callback interface edits the line
+ * (it returns after each key, so a notice can be printed while the
+ * operator types and the line redrawn); piped input is split into lines
+ * here, exactly as getline would, and never touches libedit. */
+typedef struct repl_attach {
+    int fd;
+    int tty;
+    int at_prompt;          /* the server waits for one line */
+    int quit;               /* stdin ended at a prompt, or the socket broke */
+    char *acc;              /* the server's line being assembled */
+    size_t llen, lcap;
+    char *in;               /* piped stdin not yet sent */
+    size_t in_len, in_cap;
+    int in_eof;
+    int rl_active;          /* libedit's handler is installed (terminal in raw mode) */
+    int rl_done;            /* the handler delivered a line (or EOF) */
+    char *rl_line;
+} repl_attach;
+
+static repl_attach *g_attach;   /* for libedit's handler, which has no user data */
+static volatile sig_atomic_t g_attach_signal;
+
+/* On a terminal libedit keeps the terminal in raw mode between keys, so a
+ * signal must not kill the client outright: it ends the loop, which puts
+ * the terminal back first. */
+static void repl_attach_on_signal(int sig) { g_attach_signal = sig; }
+
+static void repl_attach_rl_line(char *line) {
+    g_attach->rl_done = 1;
+    g_attach->rl_line = line;
+}
+
+static void repl_attach_rl_stop(repl_attach *a) {
+    if (a->rl_active) {
+        rl_callback_handler_remove();   /* back to cooked mode */
+        a->rl_active = 0;
+    }
+}
+
+/* Sends one input line (a newline is added). */
+static void repl_attach_send(repl_attach *a, const char *line, size_t len) {
+    a->at_prompt = 0;
+    if (repl_write_all(a->fd, line, len) != 0 || repl_write_all(a->fd, "\n", 1) != 0)
+        a->quit = 1;
+}
+
+/* Piped input: sends the next whole line when the server waits for one;
+ * at the end of input a last unterminated line still goes, then we stop. */
+static void repl_attach_pump_piped(repl_attach *a) {
+    char *nl;
+    size_t len;
+    if (!a->at_prompt || a->quit)
+        return;
+    nl = a->in_len ? memchr(a->in, '\n', a->in_len) : NULL;
+    if (nl == NULL && !a->in_eof)
+        return;
+    if (nl == NULL && a->in_len == 0) {
+        a->quit = 1;
+        return;
+    }
+    len = nl ? (size_t)(nl - a->in) : a->in_len;
+    repl_attach_send(a, a->in, len);
+    len += nl ? 1 : 0;
+    memmove(a->in, a->in + len, a->in_len - len);
+    a->in_len -= len;
+}
+
+static void repl_attach_read_stdin(repl_attach *a) {
+    ssize_t n;
+    if (a->tty) {
+        a->rl_done = 0;
+        rl_callback_read_char();
+        if (!a->rl_done)
+            return;
+        repl_attach_rl_stop(a);
+        if (a->rl_line == NULL) {   /* Ctrl-D */
+            fputs("\n", stdout);    // stdout-ok: attach's terminal
+            a->quit = 1;
+            return;
+        }
+        if (a->rl_line[strspn(a->rl_line, " \t")] != '\0')
+            add_history(a->rl_line);
+        repl_attach_send(a, a->rl_line, strlen(a->rl_line));
+        free(a->rl_line);
+        a->rl_line = NULL;
+        return;
+    }
+    if (a->in_cap - a->in_len < 4096) {
+        size_t cap = a->in_cap ? a->in_cap * 2 : 8192;
+        char *p = realloc(a->in, cap);
+        if (p == NULL) {
+            a->quit = 1;
+            return;
+        }
+        a->in = p;
+        a->in_cap = cap;
+    }
+    n = read(0, a->in + a->in_len, a->in_cap - a->in_len);
+    if (n < 0 && errno == EINTR)
+        return;
+    if (n <= 0)
+        a->in_eof = 1;
+    else
+        a->in_len += (size_t)n;
+    repl_attach_pump_piped(a);
+}
+
+/* One whole line from the server (with its newline) in a->acc. */
+static void repl_attach_server_line(repl_attach *a) {
+    char *l = a->acc;
+    size_t n = a->llen;
+    if (l[0] == REPL_PROMPT_MARK) {
+        a->at_prompt = 1;
+        if (a->tty) {
+            char prompt[16];
+            snprintf(prompt, sizeof prompt, "%.*s", (int)(n - 2), l + 1);
+            fflush(stdout);   // stdout-ok: attach's terminal
+            rl_callback_handler_install(prompt, repl_attach_rl_line);
+            a->rl_active = 1;
+        } else {
+            repl_attach_pump_piped(a);
+        }
+    } else if (l[0] == REPL_NOTICE_MARK) {
+        /* On a terminal, off the line being typed, then redraw it. */
+        fflush(stdout);   // stdout-ok: attach's terminal
+        if (a->rl_active)
+            fputs("\n", stderr);
+        fwrite(l + 1, 1, n - 1, stderr);
+        fflush(stderr);
+        if (a->rl_active)
+            rl_forced_update_display();
+    } else {
+        fwrite(l, 1, n, stdout);   // stdout-ok: attach's terminal
+        fflush(stdout);            // stdout-ok
+    }
+}
+
+static int repl_attach_read_socket(repl_attach *a) {
+    char buf[4096];
+    ssize_t n = read(a->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+        return 0;
+    if (n <= 0)
+        return -1;   /* the server went away */
+    for (ssize_t i = 0; i < n; i++) {
+        if (a->llen + 1 >= a->lcap) {
+            size_t ncap = a->lcap ? a->lcap * 2 : 256;
+            char *p = realloc(a->acc, ncap);
+            if (p == NULL)
+                return -1;
+            a->acc = p;
+            a->lcap = ncap;
+        }
+        a->acc[a->llen++] = buf[i];
+        if (buf[i] != '\n')
+            continue;
+        repl_attach_server_line(a);
+        a->llen = 0;
+    }
+    return 0;
+}
+
 int im_repl_attach(const char *path) {
     char defpath[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct sockaddr_un sa;
-    char buf[4096], *line = NULL;
-    size_t cap = 0, lcap = 0, llen = 0;
-    char *acc = NULL;
-    int fd, tty = isatty(0), rc = 0;
+    repl_attach a;
+    sigset_t block, during_poll;
+    int fd, rc = 0;
 
     if (path == NULL) {
         im_config cfg;
@@ -411,54 +608,64 @@ int im_repl_attach(const char *path) {
             close(fd);
         return 1;
     }
-    /* Read the server's lines; at each prompt mark, send one stdin line. */
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;   /* the server went away */
-        for (ssize_t i = 0; i < n; i++) {
-            if (llen + 1 >= lcap) {
-                size_t ncap = lcap ? lcap * 2 : 256;
-                char *p = realloc(acc, ncap);
-                if (p == NULL) {
-                    rc = 1;
-                    goto out;
-                }
-                acc = p;
-                lcap = ncap;
-            }
-            acc[llen++] = buf[i];
-            if (buf[i] != '\n')
-                continue;
-            if (acc[0] == REPL_PROMPT_MARK) {
-                ssize_t got;
-                if (tty) {
-                    fwrite(acc + 1, 1, llen - 2, stdout);   // stdout-ok: attach's terminal
-                    fflush(stdout);                         // stdout-ok
-                }
-                llen = 0;
-                got = getline(&line, &cap, stdin);
-                if (got < 0) {
-                    if (tty)
-                        fputs("\n", stdout);   // stdout-ok
-                    goto out;
-                }
-                if (got == 0 || line[got - 1] != '\n')
-                    line[got++] = '\n';   /* getline leaves room for the NUL */
-                if (repl_write_all(fd, line, (size_t)got) != 0)
-                    goto out;
-            } else {
-                fwrite(acc, 1, llen, stdout);   // stdout-ok: attach's terminal
-                fflush(stdout);                 // stdout-ok
-                llen = 0;
-            }
-        }
+    memset(&a, 0, sizeof a);
+    a.fd = fd;
+    a.tty = isatty(0);
+    g_attach = &a;
+    /* The signals are blocked except inside ppoll, so one cannot slip in
+     * between the check of the flag and the wait. */
+    sigemptyset(&block);
+    sigprocmask(SIG_BLOCK, NULL, &during_poll);
+    if (a.tty) {
+        struct sigaction act;
+        stifle_history(1000);   /* in memory only: a line may hold a token */
+        memset(&act, 0, sizeof act);
+        act.sa_handler = repl_attach_on_signal;
+        sigemptyset(&act.sa_mask);   /* no SA_RESTART: ppoll returns EINTR */
+        sigaction(SIGINT, &act, NULL);
+        sigaction(SIGTERM, &act, NULL);
+        sigaction(SIGHUP, &act, NULL);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGHUP);
+        sigprocmask(SIG_BLOCK, &block, &during_poll);
     }
-out:
-    free(acc);
-    free(line);
+    while (!a.quit) {
+        struct pollfd p[2];
+        nfds_t np = 1;
+        p[0].fd = fd;
+        p[0].events = POLLIN;
+        if (a.at_prompt && (a.tty || !a.in_eof)) {
+            p[1].fd = 0;
+            p[1].events = POLLIN;
+            np = 2;
+        }
+        if (g_attach_signal != 0) {
+            if (a.rl_active)
+                fputs("\n", stdout);   // stdout-ok: attach's terminal
+            rc = 1;
+            break;
+        }
+        if (ppoll(p, np, NULL, &during_poll) == -1) {
+            if (errno == EINTR)
+                continue;
+            rc = 1;
+            break;
+        }
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (repl_attach_read_socket(&a) != 0)
+                break;
+            continue;   /* the prompt state may have changed */
+        }
+        if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            repl_attach_read_stdin(&a);
+    }
+    repl_attach_rl_stop(&a);
+    sigprocmask(SIG_SETMASK, &during_poll, NULL);
+    g_attach = NULL;
+    free(a.rl_line);
+    free(a.acc);
+    free(a.in);
     close(fd);
     return rc;
 }
