@@ -22,12 +22,18 @@
  * dropped. */
 #include "sim.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "error.h"
@@ -159,9 +165,19 @@ struct im_sim {
     size_t nexecs, cap_execs, exec_head;
     unsigned long long next_order_id;
     sim_rec *qhead, *qtail;
+    /* The saved account (see "the saved account" below). */
+    unsigned long long seed; /* the account's seed: the saved one wins */
+    double starting_cash;    /* likewise */
+    int persistent;          /* 1: this process owns and writes state_path */
+    int lock_fd;             /* sim-account.lock, LOCK_EX for the sim's life; or -1 */
+    int dirty;               /* an account change not yet on disk */
+    char state_dir[1024];
+    char state_path[1100];
+    char persist_err[1400];  /* why the last save failed; "" after a good one */
 };
 
 static void sim_drain_cb(uv_idle_t *h);
+static void sim_flush(im_sim *s);
 
 /* ---- random numbers: splitmix64 seeds xoshiro256** ---------------------- */
 
@@ -600,6 +616,7 @@ static void sim_order_end(im_sim *s, sim_order *o, im_order_status st) {
         s->nworking--;
     o->info.status = st;
     o->info.updated_at = s->at;
+    s->dirty = 1;
 }
 
 static void sim_order_cancel(im_sim *s, sim_order *o, const char *fmt, ...) IM_PRINTF(3, 4);
@@ -646,6 +663,7 @@ static void sim_execute(im_sim *s, sim_order *o, double qty, double px) {
     y->last = px;
     s->realized += pnl;
     s->commissions += comm;
+    s->dirty = 1;
 
     o->nexec++;
     o->notional += qty * px;
@@ -893,16 +911,13 @@ static void sim_working_message(sim_order *o) {
                  "Submitted; working at the limit %s.", lmt);
 }
 
-static int sim_place(im_broker *b, const im_order *req, im_order_cb cb, void *ud) {
-    im_sim *s = (im_sim *)b;
+static int sim_place_now(im_sim *s, const im_order *req, im_order_cb cb, void *ud) {
     im_order ord;
     sim_order *o;
     sim_rec *r;
     char why[IM_MESSAGE_MAX];
     int sym, rc = 0;
 
-    if (s == NULL || req == NULL || cb == NULL)
-        return IM_EINVAL;
     if (s->closing)
         return IM_ENOTCONN;
     r = rec_new(SIM_REC_ORDER);
@@ -939,6 +954,7 @@ static int sim_place(im_broker *b, const im_order *req, im_order_cb cb, void *ud
     if (o == NULL) {
         /* Every slot holds a working order: refuse without storing it. */
         im_order_info *in = &r->u.order;
+        s->dirty = 1; /* an id was spent: it must never come back */
         snprintf(in->order_id, sizeof in->order_id, "%llu", s->next_order_id++);
         in->order = ord;
         in->status = IM_OS_REJECTED;
@@ -952,6 +968,7 @@ static int sim_place(im_broker *b, const im_order *req, im_order_cb cb, void *ud
     }
 
     o->sym = sym;
+    s->dirty = 1;
     snprintf(o->info.order_id, sizeof o->info.order_id, "%llu", s->next_order_id++);
     o->info.order = ord;
     o->info.status = IM_OS_PENDING;
@@ -985,11 +1002,33 @@ static int sim_place(im_broker *b, const im_order *req, im_order_cb cb, void *ud
     return 0;
 }
 
+static int sim_place(im_broker *b, const im_order *req, im_order_cb cb, void *ud) {
+    im_sim *s = (im_sim *)b;
+    int rc;
+    if (s == NULL || req == NULL || cb == NULL)
+        return IM_EINVAL;
+    rc = sim_place_now(s, req, cb, ud);
+    /* On disk before anyone hears of the order: completions and events
+     * are delivered from a later loop iteration. */
+    sim_flush(s);
+    return rc;
+}
+
 /* ---- the other operations ----------------------------------------------- */
 
 static int sim_connected(im_broker *b) {
     im_sim *s = (im_sim *)b;
     return s != NULL && !s->closing;
+}
+
+static void sim_info(im_broker *b, im_broker_info *out) {
+    im_sim *s = (im_sim *)b;
+    memset(out, 0, sizeof *out);
+    out->state = s->closing ? "disconnected" : "connected";
+    out->host = "";
+    out->account_id = s->account_id;
+    out->last_error = im_sim_persist_error(s) ? im_sim_persist_error(s) : "";
+    out->account_file = im_sim_state_path(s);
 }
 
 /* Common start of an operation: checks, a record, and a sync. Returns the
@@ -1026,6 +1065,7 @@ static int sim_quote_op(im_broker *b, const char *symbol, im_quote_cb cb, void *
     else
         sim_quote_fill(s, i, &r->u.quote);
     sim_push(s, r);
+    sim_flush(s); /* the sync may have filled resting orders */
     return 0;
 }
 
@@ -1064,6 +1104,7 @@ static int sim_account_op(im_broker *b, im_account_cb cb, void *ud) {
     r->cb.account = cb;
     sim_account_fill(s, &r->u.account);
     sim_push(s, r);
+    sim_flush(s); /* the sync may have filled resting orders */
     return 0;
 }
 
@@ -1101,6 +1142,7 @@ static int sim_positions_op(im_broker *b, im_positions_cb cb, void *ud) {
     r->items = p;
     r->n = n;
     sim_push(s, r);
+    sim_flush(s); /* the sync may have filled resting orders */
     return 0;
 }
 
@@ -1129,6 +1171,7 @@ static int sim_open_orders_op(im_broker *b, im_orders_cb cb, void *ud) {
     r->items = list;
     r->n = n;
     sim_push(s, r);
+    sim_flush(s); /* the sync may have filled resting orders */
     return 0;
 }
 
@@ -1156,6 +1199,7 @@ static int sim_executions_op(im_broker *b, im_execs_cb cb, void *ud) {
     r->items = list;
     r->n = s->nexecs;
     sim_push(s, r);
+    sim_flush(s); /* the sync may have filled resting orders */
     return 0;
 }
 
@@ -1183,6 +1227,872 @@ static int sim_cancel_op(im_broker *b, const char *order_id, im_order_cb cb, voi
                          o->info.order.quantity);
         r->u.order = o->info;
     }
+    sim_flush(s); /* the cancel, and whatever the sync filled */
+    return 0;
+}
+
+/* ---- the saved account -------------------------------------------------- */
+
+/* With a state directory the account lives in STATE/sim-account.json, so a
+ * restarted `serve` continues it: cash, P&L, commissions, every symbol's
+ * position and price state (the unrounded walk value, the touch and the
+ * RNG), working orders with everything that keeps them working, today's
+ * finished orders and executions, and the next order id (an id is never
+ * handed out twice).
+ *
+ * When it is written: after every operation that changed the account (an
+ * order placed, rejected, filled, cancelled: the `dirty` flag, flushed at
+ * the end of the call or timer tick that set it, before any callback can
+ * run), and at close. The one-second walk alone never writes; its prices
+ * reach the file with the next account change or the close. A failed write
+ * is logged and retried on the next call or tick; im_sim_persist_error()
+ * says why. Each write is a temporary file, fsync, rename over the old one
+ * and an fsync of the directory, so a crash leaves the old file or the new
+ * one, never a mixture. Like the journal's, the fsync blocks the loop
+ * briefly; it happens once per account change, not per second.
+ *
+ * Who writes: the process that holds an exclusive flock on
+ * STATE/sim-account.lock, taken without waiting at start and kept until
+ * close. A second server on the same directory (Claude Desktop and Claude
+ * Code each start one) does not get it: its simulator runs a fresh account
+ * in memory only, says so in a warning, and im_sim_persistent() is 0.
+ *
+ * The clock: every process's clock starts at IBKR_SIM_START, so the saved
+ * instant is usually later than the new clock. The rule: the saved prices
+ * and RNG state are taken as the market at the new clock's instant, and the
+ * walk resumes from there; the gap between the two instants, forwards or
+ * backwards, is never walked. So a restart continues the same price path
+ * with the same draws, and restored orders and executions keep their
+ * original times (which may lie after the new clock's). Executions and
+ * finished orders of New York days before the new clock's day are dropped
+ * on load; working orders always stay.
+ *
+ * The saved seed and starting cash belong to the account: when
+ * IBKR_SIM_SEED or IBKR_SIM_CASH now say otherwise, the saved account still
+ * wins (with a warning); IBKR_SIM_RESET=true discards it. A file that
+ * cannot be read or does not validate stops the start with a sentence that
+ * names it: starting afresh would silently forget working orders. */
+
+#define SIM_STATE_FILE "sim-account.json"
+#define SIM_STATE_TMP "sim-account.json.tmp"
+#define SIM_LOCK_FILE "sim-account.lock"
+#define SIM_STATE_FORMAT "ibkr-mcp sim account"
+#define SIM_STATE_VERSION 1
+/* A full order table and execution ring take about 8 MB. */
+#define SIM_STATE_MAX (64L << 20)
+#define SIM_MONEY_LIMIT 1e15  /* any cash or P&L figure beyond this is corrupt */
+#define SIM_TIME_LIMIT 4e10   /* epoch seconds, as clock.c bounds them */
+
+/* Start of the New York calendar day of t; -inf when the zone cannot tell
+ * (then nothing is dropped). On the two DST changeover days it is off by
+ * the hour for times before 3 a.m., which no trading reaches. */
+static double sim_day_start(double t) {
+    int sod, wd;
+    if (im_clock_ny_seconds_of_day(t, &sod, &wd) != 0)
+        return -INFINITY;
+    return floor(t) - sod;
+}
+
+/* Adds key: v in the fewest digits that read back exactly. cJSON's own
+ * printer settles for 15 digits when its relative-epsilon test calls them
+ * equal, which would move the unrounded walk by an ulp and break
+ * determinism across a restart. Returns 0, or -1 for a non-finite value
+ * (money arithmetic refuses them) or no memory. */
+static int js_num(cJSON *o, const char *key, double v) {
+    char buf[40];
+    if (!isfinite(v))
+        return -1;
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break; /* 17 digits always read back exactly */
+    }
+    return cJSON_AddRawToObject(o, key, buf) != NULL ? 0 : -1;
+}
+
+static int js_str(cJSON *o, const char *key, const char *v) {
+    return cJSON_AddStringToObject(o, key, v) != NULL ? 0 : -1;
+}
+
+static int js_order(cJSON *arr, const sim_order *o) {
+    const im_order_info *in = &o->info;
+    cJSON *j = cJSON_CreateObject();
+    int bad = 0;
+    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    bad |= js_str(j, "id", in->order_id);
+    bad |= js_str(j, "symbol", in->order.symbol);
+    bad |= js_str(j, "side", im_side_str(in->order.side));
+    bad |= js_num(j, "quantity", in->order.quantity);
+    bad |= js_str(j, "type", im_order_type_str(in->order.type));
+    bad |= js_num(j, "limit_price", in->order.limit_price);
+    bad |= js_num(j, "stop_price", in->order.stop_price);
+    bad |= js_str(j, "tif", im_tif_str(in->order.tif));
+    bad |= js_str(j, "order_ref", in->order.order_ref);
+    bad |= js_str(j, "status", im_order_status_str(in->status));
+    bad |= js_num(j, "filled", in->filled);
+    bad |= js_num(j, "remaining", in->remaining);
+    bad |= js_num(j, "avg_fill_price", in->avg_fill_price);
+    bad |= js_num(j, "submitted_at", in->submitted_at);
+    bad |= js_num(j, "updated_at", in->updated_at);
+    bad |= js_str(j, "message", in->message);
+    bad |= cJSON_AddBoolToObject(j, "triggered", o->triggered) == NULL ? -1 : 0;
+    bad |= js_num(j, "nexec", (double)o->nexec);
+    bad |= js_num(j, "notional", o->notional);
+    return bad;
+}
+
+static int js_exec(cJSON *arr, const im_execution *e) {
+    cJSON *j = cJSON_CreateObject();
+    int bad = 0;
+    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    bad |= js_str(j, "exec_id", e->exec_id);
+    bad |= js_str(j, "order_id", e->order_id);
+    bad |= js_str(j, "symbol", e->symbol);
+    bad |= js_str(j, "side", im_side_str(e->side));
+    bad |= js_num(j, "shares", e->shares);
+    bad |= js_num(j, "price", e->price);
+    bad |= js_num(j, "commission", e->commission);
+    bad |= js_num(j, "realized_pnl", e->realized_pnl);
+    bad |= js_num(j, "time", e->time);
+    bad |= js_str(j, "order_ref", e->order_ref);
+    return bad;
+}
+
+static int js_sym(cJSON *arr, const sim_sym *y) {
+    cJSON *j = cJSON_CreateObject(), *rng;
+    char hex[17];
+    int bad = 0;
+    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    bad |= js_str(j, "symbol", y->spec->symbol);
+    bad |= js_num(j, "px", y->px);
+    bad |= js_num(j, "last", y->last);
+    bad |= js_num(j, "bid_size", y->bid_size);
+    bad |= js_num(j, "ask_size", y->ask_size);
+    bad |= js_num(j, "bid_avail", y->bid_avail);
+    bad |= js_num(j, "ask_avail", y->ask_avail);
+    /* 64-bit words do not survive a JSON number (a double): hex text. */
+    rng = cJSON_AddArrayToObject(j, "rng");
+    for (int k = 0; rng != NULL && k < 4; k++) {
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)y->rng[k]);
+        bad |= cJSON_AddItemToArray(rng, cJSON_CreateString(hex)) ? 0 : -1;
+    }
+    bad |= rng == NULL ? -1 : 0;
+    bad |= js_num(j, "qty", y->qty);
+    bad |= js_num(j, "avg_cost", y->avg_cost);
+    bad |= js_num(j, "realized", y->realized);
+    return bad;
+}
+
+/* The account as a JSON tree (the caller deletes it), or NULL without
+ * memory or when a figure is not finite. */
+static cJSON *sim_state_json(const im_sim *s) {
+    cJSON *root = cJSON_CreateObject(), *syms, *ords, *exs;
+    double today = sim_day_start((double)s->synced);
+    char seed[24], when[32];
+    int bad = root == NULL;
+
+    if (bad)
+        return NULL;
+    snprintf(seed, sizeof seed, "%llu", s->seed);
+    im_clock_format_utc((double)s->synced, when, sizeof when);
+    bad |= js_str(root, "format", SIM_STATE_FORMAT);
+    bad |= js_num(root, "version", SIM_STATE_VERSION);
+    bad |= js_str(root, "seed", seed); /* text: a u64 does not fit a double */
+    bad |= js_num(root, "starting_cash", s->starting_cash);
+    bad |= js_str(root, "account_id", s->account_id);
+    bad |= js_num(root, "clock", (double)s->synced);
+    bad |= js_str(root, "clock_utc", when);
+    bad |= js_num(root, "cash", s->cash);
+    bad |= js_num(root, "realized", s->realized);
+    bad |= js_num(root, "commissions", s->commissions);
+    bad |= js_num(root, "next_order_id", (double)s->next_order_id);
+    syms = cJSON_AddArrayToObject(root, "symbols");
+    ords = cJSON_AddArrayToObject(root, "orders");
+    exs = cJSON_AddArrayToObject(root, "executions");
+    bad |= syms == NULL || ords == NULL || exs == NULL;
+    for (size_t i = 0; !bad && i < SIM_NSYMS; i++)
+        bad |= js_sym(syms, &s->syms[i]);
+    /* Working orders always; finished ones of today, so a cancel of one
+     * still says "already FILLED" rather than "no order" after a restart. */
+    for (size_t i = 0; !bad && i < s->norders; i++) {
+        const sim_order *o = &s->orders[i];
+        if (sim_working(o) || o->info.updated_at >= today)
+            bad |= js_order(ords, o);
+    }
+    for (size_t i = 0; !bad && i < s->nexecs; i++) {
+        const im_execution *e = &s->execs[(s->exec_head + i) % s->nexecs];
+        if (e->time >= today)
+            bad |= js_exec(exs, e);
+    }
+    if (bad) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+static int sim_write_all(int fd, const char *p, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* fsync of the directory, so the rename itself is durable. */
+static int sim_sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+    if (fd == -1)
+        return -1;
+    rc = fsync(fd);
+    if (rc == -1) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static void sim_persist_fail(im_sim *s, const char *fmt, ...) IM_PRINTF(2, 3);
+static void sim_persist_fail(im_sim *s, const char *fmt, ...) {
+    char buf[sizeof s->persist_err];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    /* Once per failing streak: the retry on every tick must not flood. */
+    if (s->persist_err[0] == '\0')
+        im_error("sim: %s; the account lives on in memory and the save is retried on the "
+                 "next change", buf);
+    memcpy(s->persist_err, buf, sizeof buf);
+}
+
+/* Writes the account now (the caller holds the lock: it is persistent).
+ * Returns 0, IM_ENOMEM or IM_EIO; on failure dirty stays set. */
+static int sim_save(im_sim *s) {
+    char tmp[sizeof s->state_path + 8];
+    cJSON *root;
+    char *text;
+    int fd, rc = IM_EIO;
+
+    root = sim_state_json(s);
+    text = root != NULL ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (text == NULL) {
+        sim_persist_fail(s, "cannot save the account to %s: out of memory or a non-finite "
+                         "figure", s->state_path);
+        return IM_ENOMEM;
+    }
+    snprintf(tmp, sizeof tmp, "%s/" SIM_STATE_TMP, s->state_dir);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        sim_persist_fail(s, "cannot save the account: %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    /* A leftover temporary file from a crash may carry another mode. */
+    if (fchmod(fd, 0600) == -1 || sim_write_all(fd, text, strlen(text)) == -1 ||
+        sim_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
+        sim_persist_fail(s, "cannot save the account: %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    if (close(fd) == -1 || rename(tmp, s->state_path) == -1) {
+        sim_persist_fail(s, "cannot save the account to %s: %s", s->state_path,
+                         strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    if (sim_sync_dir(s->state_dir) == -1) {
+        /* The new file is in place; only its durability is in doubt. */
+        sim_persist_fail(s, "saved the account to %s but cannot fsync %s: %s", s->state_path,
+                         s->state_dir, strerror(errno));
+        goto out;
+    }
+    if (s->persist_err[0] != '\0')
+        im_info("sim: the account is saved to %s again", s->state_path);
+    s->persist_err[0] = '\0';
+    s->dirty = 0;
+    rc = 0;
+out:
+    cJSON_free(text);
+    return rc;
+}
+
+static void sim_flush(im_sim *s) {
+    if (s->persistent && s->dirty && !s->closing)
+        sim_save(s);
+}
+
+/* ---- loading: every field checked, errors name the field ---------------- */
+
+typedef struct sim_ld {
+    char err[640];
+} sim_ld;
+
+static int ld_fail(sim_ld *l, const char *fmt, ...) IM_PRINTF(2, 3);
+static int ld_fail(sim_ld *l, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->err, sizeof l->err, fmt, ap);
+    va_end(ap);
+    return IM_EPARSE;
+}
+
+/* A number in [lo, hi] at o.key; ctx names o in messages. */
+static int ld_num(sim_ld *l, const cJSON *o, const char *ctx, const char *key, double lo,
+                  double hi, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v == NULL)
+        return ld_fail(l, "%s%s is missing", ctx, key);
+    if (!cJSON_IsNumber(v))
+        return ld_fail(l, "%s%s is not a number", ctx, key);
+    if (!isfinite(v->valuedouble))
+        return ld_fail(l, "%s%s is not a finite number", ctx, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return ld_fail(l, "%s%s is %.17g, outside %g to %g", ctx, key, v->valuedouble, lo, hi);
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* A whole number in [lo, hi]. */
+static int ld_whole(sim_ld *l, const cJSON *o, const char *ctx, const char *key, double lo,
+                    double hi, double *out) {
+    int rc = ld_num(l, o, ctx, key, lo, hi, out);
+    if (rc == 0 && floor(*out) != *out)
+        return ld_fail(l, "%s%s is %.17g, not a whole number", ctx, key, *out);
+    return rc;
+}
+
+/* A string shorter than size bytes, copied into out. */
+static int ld_str(sim_ld *l, const cJSON *o, const char *ctx, const char *key, char *out,
+                  size_t size) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v == NULL)
+        return ld_fail(l, "%s%s is missing", ctx, key);
+    if (!cJSON_IsString(v))
+        return ld_fail(l, "%s%s is not a string", ctx, key);
+    if (strlen(v->valuestring) >= size)
+        return ld_fail(l, "%s%s is longer than %zu characters", ctx, key, size - 1);
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return 0;
+}
+
+static int ld_sym(sim_ld *l, const cJSON *o, const char *ctx, const char *key, int *sym) {
+    char name[IM_SYMBOL_MAX];
+    int rc = ld_str(l, o, ctx, key, name, sizeof name);
+    if (rc != 0)
+        return rc;
+    *sym = sim_find_sym(name);
+    if (*sym < 0)
+        return ld_fail(l, "%s%s '%s' is not a symbol the simulator trades", ctx, key, name);
+    return 0;
+}
+
+static int ld_side(sim_ld *l, const cJSON *o, const char *ctx, im_side *out) {
+    char v[16];
+    int rc = ld_str(l, o, ctx, "side", v, sizeof v);
+    if (rc == 0 && im_side_parse(v, out) != 0)
+        return ld_fail(l, "%sside '%s' is not BUY or SELL", ctx, v);
+    return rc;
+}
+
+static int ld_status(sim_ld *l, const cJSON *o, const char *ctx, im_order_status *out) {
+    char v[24];
+    int rc = ld_str(l, o, ctx, "status", v, sizeof v);
+    if (rc != 0)
+        return rc;
+    for (int st = IM_OS_PENDING; st <= IM_OS_REJECTED; st++) {
+        if (strcmp(v, im_order_status_str((im_order_status)st)) == 0) {
+            *out = (im_order_status)st;
+            return 0;
+        }
+    }
+    return ld_fail(l, "%sstatus '%s' is not an order status", ctx, v);
+}
+
+/* The array at root.key with at most max items (NULL key content is an
+ * error). */
+static int ld_array(sim_ld *l, const cJSON *root, const char *key, size_t max,
+                    const cJSON **out, size_t *n) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key);
+    int count;
+    if (a == NULL)
+        return ld_fail(l, "%s is missing", key);
+    if (!cJSON_IsArray(a))
+        return ld_fail(l, "%s is not an array", key);
+    count = cJSON_GetArraySize(a);
+    if (count < 0 || (size_t)count > max)
+        return ld_fail(l, "%s holds %d items, more than the %zu the simulator keeps", key,
+                       count, max);
+    *out = a;
+    *n = (size_t)count;
+    return 0;
+}
+
+/* Digits only, no sign or space: the way the sim writes ids and seeds. */
+static int ld_u64(const char *t, unsigned long long *out) {
+    char *end;
+    if (t[0] < '0' || t[0] > '9' || strlen(t) > 20)
+        return -1;
+    errno = 0;
+    *out = strtoull(t, &end, 10);
+    return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+static int ld_symbol_entry(sim_ld *l, im_sim *s, const cJSON *j, size_t idx, int *seen) {
+    char ctx[48];
+    double v[4], last;
+    const cJSON *rng, *w;
+    sim_sym *y;
+    int sym, rc;
+
+    snprintf(ctx, sizeof ctx, "symbols[%zu].", idx);
+    if (!cJSON_IsObject(j))
+        return ld_fail(l, "symbols[%zu] is not an object", idx);
+    if ((rc = ld_sym(l, j, ctx, "symbol", &sym)) != 0)
+        return rc;
+    if (seen[sym])
+        return ld_fail(l, "%ssymbol %s appears twice", ctx, sim_universe[sym].symbol);
+    seen[sym] = 1;
+    y = &s->syms[sym];
+    if ((rc = ld_num(l, j, ctx, "px", 0.01, SIM_MAX_PRICE, &y->px)) != 0 ||
+        (rc = ld_num(l, j, ctx, "last", 0.01, 10 * SIM_MAX_PRICE, &last)) != 0 ||
+        (rc = ld_whole(l, j, ctx, "bid_size", 0, 1e9, &v[0])) != 0 ||
+        (rc = ld_whole(l, j, ctx, "ask_size", 0, 1e9, &v[1])) != 0 ||
+        (rc = ld_num(l, j, ctx, "bid_avail", 0, v[0], &v[2])) != 0 ||
+        (rc = ld_num(l, j, ctx, "ask_avail", 0, v[1], &v[3])) != 0 ||
+        (rc = ld_whole(l, j, ctx, "qty", 0, 1e12, &y->qty)) != 0 ||
+        (rc = ld_num(l, j, ctx, "avg_cost", 0, 10 * SIM_MAX_PRICE, &y->avg_cost)) != 0 ||
+        (rc = ld_num(l, j, ctx, "realized", -SIM_MONEY_LIMIT, SIM_MONEY_LIMIT,
+                     &y->realized)) != 0)
+        return rc;
+    y->bid_size = v[0];
+    y->ask_size = v[1];
+    y->bid_avail = v[2];
+    y->ask_avail = v[3];
+    if (y->qty == 0)
+        y->avg_cost = 0;
+    rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
+    if (!cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != 4)
+        return ld_fail(l, "%srng is not an array of 4 hex strings", ctx);
+    for (int k = 0; k < 4; k++) {
+        unsigned long long word;
+        char *end;
+        w = cJSON_GetArrayItem(rng, k);
+        if (!cJSON_IsString(w) || strlen(w->valuestring) != 16)
+            return ld_fail(l, "%srng[%d] is not 16 hex digits", ctx, k);
+        errno = 0;
+        word = strtoull(w->valuestring, &end, 16);
+        if (errno != 0 || *end != '\0' || w->valuestring[0] == '-' || w->valuestring[0] == '+' ||
+            w->valuestring[0] == ' ')
+            return ld_fail(l, "%srng[%d] is not 16 hex digits", ctx, k);
+        y->rng[k] = (uint64_t)word;
+    }
+    if ((y->rng[0] | y->rng[1] | y->rng[2] | y->rng[3]) == 0)
+        return ld_fail(l, "%srng is all zeros (a stuck generator)", ctx);
+    /* Quotes follow from the walk value, as after every step; the last
+     * trade price is its own (a fill sets it). */
+    sym_set_mid(y, cents(y->px));
+    y->last = last;
+    return 0;
+}
+
+static int ld_order_entry(sim_ld *l, im_sim *s, const cJSON *j, size_t idx,
+                          unsigned long long *prev_id) {
+    sim_order *o = &s->orders[s->norders];
+    im_order_info *in = &o->info;
+    im_order *ord = &in->order;
+    char ctx[48], t[24], why[IM_MESSAGE_MAX];
+    const cJSON *trig;
+    unsigned long long id;
+    double nexec;
+    int rc;
+
+    memset(o, 0, sizeof *o);
+    snprintf(ctx, sizeof ctx, "orders[%zu].", idx);
+    if (!cJSON_IsObject(j))
+        return ld_fail(l, "orders[%zu] is not an object", idx);
+    if ((rc = ld_str(l, j, ctx, "id", in->order_id, sizeof in->order_id)) != 0)
+        return rc;
+    if (ld_u64(in->order_id, &id) != 0)
+        return ld_fail(l, "%sid '%s' is not an order number", ctx, in->order_id);
+    if (id <= *prev_id)
+        return ld_fail(l, "%sid %llu does not follow %llu (ids only increase)", ctx, id,
+                       *prev_id);
+    if (id >= s->next_order_id)
+        return ld_fail(l, "%sid %llu is not below next_order_id %llu", ctx, id,
+                       s->next_order_id);
+    *prev_id = id;
+    if ((rc = ld_sym(l, j, ctx, "symbol", &o->sym)) != 0)
+        return rc;
+    snprintf(ord->symbol, sizeof ord->symbol, "%s", sim_universe[o->sym].symbol);
+    if ((rc = ld_side(l, j, ctx, &ord->side)) != 0)
+        return rc;
+    if ((rc = ld_str(l, j, ctx, "type", t, sizeof t)) != 0)
+        return rc;
+    if (im_order_type_parse(t, &ord->type) != 0)
+        return ld_fail(l, "%stype '%s' is not MKT, LMT, STP or STP LMT", ctx, t);
+    if ((rc = ld_str(l, j, ctx, "tif", t, sizeof t)) != 0)
+        return rc;
+    if (im_tif_parse(t, &ord->tif) != 0)
+        return ld_fail(l, "%stif '%s' is not DAY, GTC or IOC", ctx, t);
+    if ((rc = ld_whole(l, j, ctx, "quantity", 1, SIM_MAX_QTY, &ord->quantity)) != 0 ||
+        (rc = ld_num(l, j, ctx, "limit_price", 0, SIM_MAX_PRICE, &ord->limit_price)) != 0 ||
+        (rc = ld_num(l, j, ctx, "stop_price", 0, SIM_MAX_PRICE, &ord->stop_price)) != 0 ||
+        (rc = ld_str(l, j, ctx, "order_ref", ord->order_ref, sizeof ord->order_ref)) != 0)
+        return rc;
+    if (sim_validate(ord, why, sizeof why) != 0)
+        return ld_fail(l, "orders[%zu]: %s", idx, why);
+    /* As sim_place stores them: prices that do not apply are zero. */
+    if (ord->type != IM_OT_LMT && ord->type != IM_OT_STP_LMT && ord->limit_price != 0)
+        return ld_fail(l, "%slimit_price must be 0 for a %s order", ctx,
+                       im_order_type_str(ord->type));
+    if (ord->type != IM_OT_STP && ord->type != IM_OT_STP_LMT && ord->stop_price != 0)
+        return ld_fail(l, "%sstop_price must be 0 for a %s order", ctx,
+                       im_order_type_str(ord->type));
+    if ((rc = ld_status(l, j, ctx, &in->status)) != 0 ||
+        (rc = ld_whole(l, j, ctx, "filled", 0, ord->quantity, &in->filled)) != 0 ||
+        (rc = ld_whole(l, j, ctx, "remaining", 0, ord->quantity, &in->remaining)) != 0 ||
+        (rc = ld_num(l, j, ctx, "avg_fill_price", 0, 10 * SIM_MAX_PRICE,
+                     &in->avg_fill_price)) != 0 ||
+        (rc = ld_num(l, j, ctx, "submitted_at", 0, SIM_TIME_LIMIT, &in->submitted_at)) != 0 ||
+        (rc = ld_num(l, j, ctx, "updated_at", 0, SIM_TIME_LIMIT, &in->updated_at)) != 0 ||
+        (rc = ld_str(l, j, ctx, "message", in->message, sizeof in->message)) != 0 ||
+        (rc = ld_whole(l, j, ctx, "nexec", 0, 4e9, &nexec)) != 0 ||
+        (rc = ld_num(l, j, ctx, "notional", 0, SIM_MONEY_LIMIT, &o->notional)) != 0)
+        return rc;
+    if (in->remaining != ord->quantity - in->filled)
+        return ld_fail(l, "%sremaining %.0f is not quantity %.0f less filled %.0f", ctx,
+                       in->remaining, ord->quantity, in->filled);
+    if (sim_working(o) && in->remaining <= 0)
+        return ld_fail(l, "%sstatus %s with nothing remaining", ctx,
+                       im_order_status_str(in->status));
+    if (in->filled > 0 && nexec < 1)
+        return ld_fail(l, "%sfilled %.0f with no executions", ctx, in->filled);
+    o->nexec = (unsigned)nexec;
+    trig = cJSON_GetObjectItemCaseSensitive(j, "triggered");
+    if (!cJSON_IsBool(trig))
+        return ld_fail(l, "%striggered is not true or false", ctx);
+    o->triggered = cJSON_IsTrue(trig);
+    return 0;
+}
+
+static int ld_exec_entry(sim_ld *l, const cJSON *j, size_t idx, im_execution *e) {
+    char ctx[48];
+    int sym, rc;
+
+    memset(e, 0, sizeof *e);
+    snprintf(ctx, sizeof ctx, "executions[%zu].", idx);
+    if (!cJSON_IsObject(j))
+        return ld_fail(l, "executions[%zu] is not an object", idx);
+    if ((rc = ld_str(l, j, ctx, "exec_id", e->exec_id, sizeof e->exec_id)) != 0 ||
+        (rc = ld_str(l, j, ctx, "order_id", e->order_id, sizeof e->order_id)) != 0 ||
+        (rc = ld_sym(l, j, ctx, "symbol", &sym)) != 0 ||
+        (rc = ld_side(l, j, ctx, &e->side)) != 0 ||
+        (rc = ld_whole(l, j, ctx, "shares", 1, SIM_MAX_QTY, &e->shares)) != 0 ||
+        (rc = ld_num(l, j, ctx, "price", 0.01, 10 * SIM_MAX_PRICE, &e->price)) != 0 ||
+        (rc = ld_num(l, j, ctx, "commission", 0, SIM_MONEY_LIMIT, &e->commission)) != 0 ||
+        (rc = ld_num(l, j, ctx, "realized_pnl", -SIM_MONEY_LIMIT, SIM_MONEY_LIMIT,
+                     &e->realized_pnl)) != 0 ||
+        (rc = ld_num(l, j, ctx, "time", 0, SIM_TIME_LIMIT, &e->time)) != 0 ||
+        (rc = ld_str(l, j, ctx, "order_ref", e->order_ref, sizeof e->order_ref)) != 0)
+        return rc;
+    if (e->exec_id[0] == '\0' || e->order_id[0] == '\0')
+        return ld_fail(l, "%sexec_id and order_id must not be empty", ctx);
+    snprintf(e->symbol, sizeof e->symbol, "%s", sim_universe[sym].symbol);
+    return 0;
+}
+
+/* Applies a parsed account to s (fresh from im_sim_new, seeded with the
+ * configured seed). Returns 0 or IM_EPARSE / IM_ENOMEM with l->err set; on
+ * failure s is half-loaded and must be thrown away. */
+static int sim_load_json(im_sim *s, const cJSON *root, sim_ld *l) {
+    const cJSON *v, *syms, *ords, *exs, *j;
+    int seen[SIM_NSYMS] = {0};
+    unsigned long long seed, prev_id = 0;
+    double num, saved_clock, today;
+    size_t nsyms, nords, nexs, i;
+    char text[IM_ACCOUNT_MAX];
+    int rc;
+
+    if (!cJSON_IsObject(root))
+        return ld_fail(l, "the file is not a JSON object");
+    v = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, SIM_STATE_FORMAT) != 0)
+        return ld_fail(l, "format is not \"" SIM_STATE_FORMAT "\"");
+    if ((rc = ld_whole(l, root, "", "version", 0, 1e6, &num)) != 0)
+        return rc;
+    if (num != SIM_STATE_VERSION)
+        return ld_fail(l, "version %.0f is not %d, the one this build reads", num,
+                       SIM_STATE_VERSION);
+    if ((rc = ld_str(l, root, "", "seed", text, sizeof text)) != 0)
+        return rc;
+    if (ld_u64(text, &seed) != 0)
+        return ld_fail(l, "seed '%s' is not a whole number", text);
+    if ((rc = ld_num(l, root, "", "starting_cash", 0, 1e12, &num)) != 0)
+        return rc;
+    if (seed != s->seed)
+        im_warn("sim: IBKR_SIM_SEED is %llu but the saved account in %s was started with seed "
+                "%llu; the saved account wins (IBKR_SIM_RESET=true starts afresh)",
+                s->seed, s->state_path, seed);
+    if (num != s->starting_cash)
+        im_warn("sim: IBKR_SIM_CASH is %.2f but the saved account in %s started with %.2f; "
+                "the saved account wins (IBKR_SIM_RESET=true starts afresh)",
+                s->starting_cash, s->state_path, num);
+    s->starting_cash = num;
+    if (seed != s->seed) {
+        /* Symbols the file leaves out start where the account's seed puts them. */
+        s->seed = seed;
+        for (i = 0; i < SIM_NSYMS; i++)
+            sym_init(&s->syms[i], &sim_universe[i], seed, i);
+    }
+    if ((rc = ld_whole(l, root, "", "clock", 0, SIM_TIME_LIMIT, &saved_clock)) != 0 ||
+        (rc = ld_num(l, root, "", "cash", -SIM_MONEY_LIMIT, SIM_MONEY_LIMIT, &s->cash)) != 0 ||
+        (rc = ld_num(l, root, "", "realized", -SIM_MONEY_LIMIT, SIM_MONEY_LIMIT,
+                     &s->realized)) != 0 ||
+        (rc = ld_num(l, root, "", "commissions", 0, SIM_MONEY_LIMIT, &s->commissions)) != 0 ||
+        (rc = ld_whole(l, root, "", "next_order_id", (double)SIM_FIRST_ORDER_ID, 9e15,
+                       &num)) != 0)
+        return rc;
+    s->next_order_id = (unsigned long long)num;
+
+    if ((rc = ld_array(l, root, "symbols", SIM_NSYMS, &syms, &nsyms)) != 0)
+        return rc;
+    i = 0;
+    cJSON_ArrayForEach(j, syms) {
+        if ((rc = ld_symbol_entry(l, s, j, i++, seen)) != 0)
+            return rc;
+    }
+    for (i = 0; i < SIM_NSYMS; i++)
+        if (!seen[i])
+            im_info("sim: %s is not in the saved account; it starts at its seed price",
+                    sim_universe[i].symbol);
+
+    /* "Today" is the new clock's New York day (see the clock rule above). */
+    today = sim_day_start(s->at);
+    if ((rc = ld_array(l, root, "orders", SIM_MAX_ORDERS, &ords, &nords)) != 0)
+        return rc;
+    if (nords > 0) {
+        s->orders = calloc(nords, sizeof *s->orders);
+        if (s->orders == NULL)
+            return IM_ENOMEM;
+        s->cap_orders = nords;
+    }
+    i = 0;
+    cJSON_ArrayForEach(j, ords) {
+        sim_order *o = &s->orders[s->norders];
+        if ((rc = ld_order_entry(l, s, j, i++, &prev_id)) != 0)
+            return rc;
+        if (sim_working(o))
+            s->nworking++;
+        else if (o->info.updated_at < today)
+            continue; /* finished on an earlier day: dropped */
+        s->norders++;
+    }
+
+    if ((rc = ld_array(l, root, "executions", SIM_MAX_EXECS, &exs, &nexs)) != 0)
+        return rc;
+    if (nexs > 0) {
+        s->execs = calloc(nexs, sizeof *s->execs);
+        if (s->execs == NULL)
+            return IM_ENOMEM;
+        s->cap_execs = nexs;
+    }
+    i = 0;
+    cJSON_ArrayForEach(j, exs) {
+        im_execution *e = &s->execs[s->nexecs];
+        if ((rc = ld_exec_entry(l, j, i++, e)) != 0)
+            return rc;
+        if (e->time >= today)
+            s->nexecs++;
+    }
+    im_debug("sim: the saved account was at %.0f; prices resume from it at %.0f",
+             saved_clock, s->at);
+    return 0;
+}
+
+/* Reads and applies STATE/sim-account.json. Returns 0, IM_ENOENT when there
+ * is no file, or IM_EIO / IM_ETOOBIG / IM_EPARSE / IM_ENOMEM with why set. */
+static int sim_load(im_sim *s, char *why, size_t whylen) {
+    struct stat st;
+    cJSON *root;
+    sim_ld l;
+    char *buf;
+    size_t got = 0;
+    int fd, rc;
+
+    fd = open(s->state_path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        if (errno == ENOENT)
+            return IM_ENOENT;
+        snprintf(why, whylen, "it cannot be opened: %s", strerror(errno));
+        return IM_EIO;
+    }
+    if (fstat(fd, &st) == -1) {
+        snprintf(why, whylen, "it cannot be read: %s", strerror(errno));
+        close(fd);
+        return IM_EIO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "it is not a regular file");
+        close(fd);
+        return IM_EIO;
+    }
+    if (st.st_size > SIM_STATE_MAX) {
+        snprintf(why, whylen, "it is %lld bytes, more than the %ld a saved account can take",
+                 (long long)st.st_size, SIM_STATE_MAX);
+        close(fd);
+        return IM_ETOOBIG;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        close(fd);
+        snprintf(why, whylen, "out of memory");
+        return IM_ENOMEM;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(why, whylen, "it cannot be read: %s", n == 0 ? "it shrank while being read"
+                                                                 : strerror(errno));
+            free(buf);
+            close(fd);
+            return IM_EIO;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    root = cJSON_ParseWithLength(buf, got);
+    free(buf);
+    if (root == NULL) {
+        snprintf(why, whylen, "it is not valid JSON (truncated or damaged)");
+        return IM_EPARSE;
+    }
+    memset(&l, 0, sizeof l);
+    rc = sim_load_json(s, root, &l);
+    cJSON_Delete(root);
+    if (rc == IM_ENOMEM)
+        snprintf(why, whylen, "out of memory");
+    else if (rc != 0)
+        snprintf(why, whylen, "%s", l.err);
+    return rc;
+}
+
+/* Creates dir and missing parents, mode 0700. 0 or -1 with errno set. */
+static int sim_mkdirs(const char *dir) {
+    char tmp[1024];
+    size_t n = strlen(dir);
+    struct stat st;
+    if (n == 0 || n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+        return -1;
+    if (stat(tmp, &st) == -1)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes the account in opts->state_dir: the lock, then the saved file (or
+ * a fresh one). A directory or lock that cannot be had leaves the sim in
+ * memory with a warning (the journal halts trading for an unusable
+ * directory on its own); a saved file that cannot be used fails with a
+ * sentence in err. Returns 0 or an IM_E* code. */
+static int sim_persist_open(im_sim *s, const im_sim_opts *opts, char *err, size_t errlen) {
+    char lock[sizeof s->state_path], why[700], money[SIM_MONEY_MAX];
+    int rc;
+
+    if (strlen(opts->state_dir) >= sizeof s->state_dir - 32) {
+        snprintf(err, errlen, "the state directory path is too long");
+        return IM_EINVAL;
+    }
+    snprintf(s->state_dir, sizeof s->state_dir, "%s", opts->state_dir);
+    snprintf(s->state_path, sizeof s->state_path, "%s/" SIM_STATE_FILE, s->state_dir);
+    snprintf(lock, sizeof lock, "%s/" SIM_LOCK_FILE, s->state_dir);
+    if (sim_mkdirs(s->state_dir) == -1 ||
+        (s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+        im_warn("sim: cannot use the state directory %s (%s); the simulated account is kept "
+                "in memory only and will not survive a restart",
+                s->state_dir, strerror(errno));
+        return 0;
+    }
+    while ((rc = flock(s->lock_fd, LOCK_EX | LOCK_NB)) == -1 && errno == EINTR)
+        ;
+    if (rc == -1) {
+        if (errno == EWOULDBLOCK)
+            im_warn("sim: another ibkr-mcp process owns the simulated account in %s; this "
+                    "one runs a separate simulator account in memory only, not saved",
+                    s->state_dir);
+        else
+            im_warn("sim: cannot lock %s (%s); the simulated account is kept in memory only",
+                    lock, strerror(errno));
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return 0;
+    }
+    s->persistent = 1;
+
+    if (opts->reset) {
+        if (access(s->state_path, F_OK) == 0)
+            im_warn("sim: IBKR_SIM_RESET=true: the saved account in %s is discarded and "
+                    "overwritten by a fresh one", s->state_path);
+    } else {
+        rc = sim_load(s, why, sizeof why);
+        if (rc != 0 && rc != IM_ENOENT) {
+            snprintf(err, errlen,
+                     "the simulator's saved account %s cannot be used: %s. Fix or remove "
+                     "the file, or set IBKR_SIM_RESET=true to discard it and start a fresh "
+                     "account (its positions and working orders are then forgotten)",
+                     s->state_path, why);
+            return rc;
+        }
+        if (rc == 0) {
+            fmt_money(s->cash, money, sizeof money);
+            im_info("sim: continuing the saved account in %s: cash %s, %zu working orders, "
+                    "next order id %llu", s->state_path, money, s->nworking,
+                    s->next_order_id);
+        }
+    }
+    /* Written at once: a fresh account is on disk before its first order,
+     * and an unwritable file shows now rather than at the first fill. */
+    sim_save(s);
     return 0;
 }
 
@@ -1202,6 +2112,8 @@ static void sim_cancel_pending(im_sim *s) {
 
 static void sim_free(im_sim *s) {
     sim_cancel_pending(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* drops the lock */
     free(s->orders);
     free(s->execs);
     free(s);
@@ -1221,6 +2133,13 @@ static void sim_close_op(im_broker *b) {
     /* broker.h: every pending operation is answered before close returns,
      * while the session and tools that asked are still alive. */
     sim_cancel_pending(s);
+    if (s->persistent) {
+        /* The last word, prices included; then the next process may own it. */
+        sim_save(s);
+        s->persistent = 0;
+        close(s->lock_fd);
+        s->lock_fd = -1;
+    }
     s->open_handles = 2;
     uv_timer_stop(&s->tick);
     uv_idle_stop(&s->drain);
@@ -1228,13 +2147,17 @@ static void sim_close_op(im_broker *b) {
     uv_close((uv_handle_t *)&s->drain, sim_handle_close_cb);
 }
 
+/* Every second: prices move (not saved: that waits for the next account
+ * change or the close) and resting orders may fill (saved at once). */
 static void sim_tick_cb(uv_timer_t *t) {
     sim_sync(t->data);
+    sim_flush(t->data);
 }
 
 static const im_broker_ops sim_ops = {
     .name = "sim",
     .connected = sim_connected,
+    .info = sim_info,
     .quote = sim_quote_op,
     .account = sim_account_op,
     .positions = sim_positions_op,
@@ -1245,11 +2168,15 @@ static const im_broker_ops sim_ops = {
     .close = sim_close_op,
 };
 
-int im_sim_new(uv_loop_t *loop, const im_sim_opts *opts, im_sim **out) {
+int im_sim_open(uv_loop_t *loop, const im_sim_opts *opts, im_sim **out, char *err,
+                size_t errlen) {
     const char *acct;
     double cash;
     im_sim *s;
+    int rc;
 
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
     if (loop == NULL || opts == NULL || out == NULL || opts->clock == NULL)
         return IM_EINVAL;
     cash = opts->starting_cash == 0 ? SIM_DEFAULT_CASH : opts->starting_cash;
@@ -1267,14 +2194,27 @@ int im_sim_new(uv_loop_t *loop, const im_sim_opts *opts, im_sim **out) {
     s->clock = opts->clock;
     snprintf(s->account_id, sizeof s->account_id, "%s", acct);
     s->cash = cash;
+    s->starting_cash = cash;
+    s->seed = opts->seed;
+    s->lock_fd = -1;
     s->next_order_id = SIM_FIRST_ORDER_ID;
     for (size_t i = 0; i < SIM_NSYMS; i++)
         sym_init(&s->syms[i], &sim_universe[i], opts->seed, i);
     s->at = im_clock_now(s->clock);
     s->synced = isfinite(s->at) ? (long long)floor(s->at) : 0;
+    if (opts->state_dir != NULL && opts->state_dir[0] != '\0') {
+        char why[2200];
+        rc = sim_persist_open(s, opts, why, sizeof why);
+        if (rc != 0) {
+            if (err != NULL && errlen > 0)
+                snprintf(err, errlen, "%s", why);
+            sim_free(s); /* no handle is open yet */
+            return rc;
+        }
+    }
 
     if (uv_timer_init(loop, &s->tick) != 0) {
-        free(s);
+        sim_free(s);
         return IM_EIO;
     }
     s->tick.data = s;
@@ -1292,7 +2232,33 @@ int im_sim_new(uv_loop_t *loop, const im_sim_opts *opts, im_sim **out) {
     return 0;
 }
 
+int im_sim_new(uv_loop_t *loop, const im_sim_opts *opts, im_sim **out) {
+    char err[2200];
+    int rc = im_sim_open(loop, opts, out, err, sizeof err);
+    if (rc != 0 && err[0] != '\0')
+        im_error("%s", err);
+    return rc;
+}
+
 im_broker *im_sim_broker(im_sim *s) { return s != NULL ? &s->base : NULL; }
+
+int im_sim_persistent(const im_sim *s) { return s != NULL && s->persistent; }
+
+const char *im_sim_state_path(const im_sim *s) {
+    return s != NULL && s->persistent ? s->state_path : NULL;
+}
+
+const char *im_sim_persist_error(const im_sim *s) {
+    return s != NULL && s->persistent && s->persist_err[0] != '\0' ? s->persist_err : NULL;
+}
+
+int im_sim_save(im_sim *s) {
+    if (s == NULL || s->closing)
+        return IM_EINVAL;
+    if (!s->persistent)
+        return IM_ESTATE;
+    return sim_save(s);
+}
 
 /* ---- test and REPL hooks ------------------------------------------------ */
 
@@ -1315,12 +2281,15 @@ int im_sim_set_price(im_sim *s, const char *symbol, double px) {
     y->bid_avail = y->bid_size;
     y->ask_avail = y->ask_size;
     sim_process(s, i);
+    sim_flush(s);
     return 0;
 }
 
 void im_sim_sync(im_sim *s) {
-    if (s != NULL)
+    if (s != NULL) {
         sim_sync(s);
+        sim_flush(s);
+    }
 }
 
 int im_sim_fill(im_sim *s, const char *order_id) {
@@ -1338,6 +2307,7 @@ int im_sim_fill(im_sim *s, const char *order_id) {
         sim_execute(s, o, o->info.remaining,
                     (double)(o->info.order.side == IM_SIDE_BUY ? y->ask_c : y->bid_c) / 100.0);
     }
+    sim_flush(s);
     return 0;
 }
 
@@ -1350,6 +2320,7 @@ int im_sim_quote_now(im_sim *s, const char *symbol, im_quote *out) {
         return IM_ESYMBOL;
     sim_sync(s);
     sim_quote_fill(s, i, out);
+    sim_flush(s);
     return 0;
 }
 

@@ -1,9 +1,14 @@
 /* test_sim.c: the market simulator (sim.c) through broker.h and the sim.h
  * hooks, under fixed seeds and a frozen clock: determinism, deferred
  * exactly-once callbacks, the fill model, cash-account rules, P&L,
- * cancellation, bounds and an orderly close. */
+ * cancellation, bounds, an orderly close, and the account saved in a state
+ * directory (round trip, restart, reset, corrupt files, the lock). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "broker.h"
@@ -1369,4 +1374,692 @@ TEST(sim_close_inside_callback) {
     ASSERT_EQ(close_second.status, IM_ECANCELED);
     ASSERT_EQ(uv_loop_close(&f->loop), 0);
     free(f);
+}
+
+/* ---- the saved account -------------------------------------------------- */
+
+/* A fresh temporary state directory in out (64 bytes). */
+static void tmp_dir(char *out) {
+    snprintf(out, 64, "/tmp/ibkr-mcp-simtest-XXXXXX");
+    ASSERT(mkdtemp(out) != NULL);
+}
+
+/* Removes dir and the files in it (one level, as the sim writes). */
+static void rm_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* The whole file at dir/name as a heap string (caller frees), or NULL. */
+static char *slurp(const char *dir, const char *name, size_t *len) {
+    char p[256];
+    FILE *fp;
+    long n;
+    char *buf;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    fp = fopen(p, "rb");
+    if (fp == NULL)
+        return NULL;
+    ASSERT(fseek(fp, 0, SEEK_END) == 0);
+    n = ftell(fp);
+    ASSERT(n >= 0);
+    rewind(fp);
+    buf = malloc((size_t)n + 1);
+    ASSERT(buf != NULL);
+    ASSERT_EQ(fread(buf, 1, (size_t)n, fp), n);
+    buf[n] = '\0';
+    fclose(fp);
+    if (len != NULL)
+        *len = (size_t)n;
+    return buf;
+}
+
+static void spill(const char *dir, const char *name, const char *data, size_t len) {
+    char p[256];
+    FILE *fp;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    fp = fopen(p, "wb");
+    ASSERT(fp != NULL);
+    ASSERT_EQ(fwrite(data, 1, len, fp), len);
+    ASSERT_EQ(fclose(fp), 0);
+}
+
+/* A fixture whose sim keeps its account in dir, its clock frozen at start.
+ * Returns NULL when the sim refuses to start, with its rc and sentence. */
+static fixture *fx_open_state(unsigned long long seed, double cash, const char *dir, int reset,
+                              double start, int *rc, char *err, size_t errlen) {
+    fixture *f = calloc(1, sizeof *f);
+    im_sim_opts o;
+    ASSERT(f != NULL);
+    ASSERT_EQ(uv_loop_init(&f->loop), 0);
+    im_clock_init_frozen(&f->clock, start);
+    memset(&o, 0, sizeof o);
+    o.seed = seed;
+    o.starting_cash = cash;
+    o.clock = &f->clock;
+    o.state_dir = dir;
+    o.reset = reset;
+    *rc = im_sim_open(&f->loop, &o, &f->sim, err, errlen);
+    if (*rc != 0) {
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        ASSERT_EQ(uv_loop_close(&f->loop), 0);
+        free(f);
+        return NULL;
+    }
+    f->b = im_sim_broker(f->sim);
+    f->b->on_event = on_event;
+    f->b->event_ud = f;
+    return f;
+}
+
+static fixture *fx_state(unsigned long long seed, double cash, const char *dir, int reset) {
+    char err[2200];
+    int rc;
+    fixture *f = fx_open_state(seed, cash, dir, reset, T0, &rc, err, sizeof err);
+    if (f == NULL)
+        im_test_fail(__FILE__, __LINE__, "sim refused to start (%d): %s", rc, err);
+    return f;
+}
+
+#define ASSERT_SAME(a, b) ASSERT_NEAR((a), (b), 0)
+
+static void same_order(const im_order_info *a, const im_order_info *b) {
+    ASSERT_STR_EQ(a->order_id, b->order_id);
+    ASSERT_STR_EQ(a->order.symbol, b->order.symbol);
+    ASSERT_EQ(a->order.side, b->order.side);
+    ASSERT_EQ(a->order.type, b->order.type);
+    ASSERT_EQ(a->order.tif, b->order.tif);
+    ASSERT_SAME(a->order.quantity, b->order.quantity);
+    ASSERT_SAME(a->order.limit_price, b->order.limit_price);
+    ASSERT_SAME(a->order.stop_price, b->order.stop_price);
+    ASSERT_STR_EQ(a->order.order_ref, b->order.order_ref);
+    ASSERT_EQ(a->status, b->status);
+    ASSERT_SAME(a->filled, b->filled);
+    ASSERT_SAME(a->remaining, b->remaining);
+    ASSERT_SAME(a->avg_fill_price, b->avg_fill_price);
+    ASSERT_SAME(a->submitted_at, b->submitted_at);
+    ASSERT_SAME(a->updated_at, b->updated_at);
+    ASSERT_STR_EQ(a->message, b->message);
+}
+
+static void same_exec(const im_execution *a, const im_execution *b) {
+    ASSERT_STR_EQ(a->exec_id, b->exec_id);
+    ASSERT_STR_EQ(a->order_id, b->order_id);
+    ASSERT_STR_EQ(a->symbol, b->symbol);
+    ASSERT_EQ(a->side, b->side);
+    ASSERT_SAME(a->shares, b->shares);
+    ASSERT_SAME(a->price, b->price);
+    ASSERT_SAME(a->commission, b->commission);
+    ASSERT_SAME(a->realized_pnl, b->realized_pnl);
+    ASSERT_SAME(a->time, b->time);
+    ASSERT_STR_EQ(a->order_ref, b->order_ref);
+}
+
+/* Everything either sim shows through broker.h and the hooks is equal,
+ * to the last bit: account, positions, open orders, executions, quotes. */
+static void same_sims(fixture *a, fixture *b) {
+    im_account x = account(a), y = account(b);
+    positions_res pa;
+    orders_res oa;
+    execs_res ea;
+
+    ASSERT_SAME(x.cash, y.cash);
+    ASSERT_SAME(x.net_liquidation, y.net_liquidation);
+    ASSERT_SAME(x.buying_power, y.buying_power);
+    ASSERT_SAME(x.realized_pnl, y.realized_pnl);
+    ASSERT_SAME(x.unrealized_pnl, y.unrealized_pnl);
+    ASSERT_SAME(x.commissions, y.commissions);
+    pa = *positions(a);
+    {
+        positions_res *pb = positions(b);
+        ASSERT_EQ(pa.n, pb->n);
+        for (size_t i = 0; i < pa.n; i++) {
+            ASSERT_STR_EQ(pa.p[i].symbol, pb->p[i].symbol);
+            ASSERT_SAME(pa.p[i].quantity, pb->p[i].quantity);
+            ASSERT_SAME(pa.p[i].avg_cost, pb->p[i].avg_cost);
+            ASSERT_SAME(pa.p[i].market_price, pb->p[i].market_price);
+            ASSERT_SAME(pa.p[i].realized_pnl, pb->p[i].realized_pnl);
+        }
+    }
+    oa = *open_orders(a);
+    {
+        orders_res *ob = open_orders(b);
+        ASSERT_EQ(oa.n, ob->n);
+        for (size_t i = 0; i < oa.n; i++)
+            same_order(&oa.o[i], &ob->o[i]);
+    }
+    ea = *executions(a);
+    {
+        execs_res *eb = executions(b);
+        ASSERT_EQ(ea.n, eb->n);
+        for (size_t i = 0; i < ea.n && i < MAX_LIST; i++)
+            same_exec(&ea.e[i], &eb->e[i]);
+    }
+    for (size_t i = 0; i < im_sim_symbol_count(a->sim); i++) {
+        const char *sym = im_sim_symbol_at(a->sim, i);
+        im_quote qa = fx_quote(a, sym), qb = fx_quote(b, sym);
+        ASSERT_SAME(qa.bid, qb.bid);
+        ASSERT_SAME(qa.ask, qb.ask);
+        ASSERT_SAME(qa.last, qb.last);
+        ASSERT_SAME(qa.bid_size, qb.bid_size);
+        ASSERT_SAME(qa.ask_size, qb.ask_size);
+    }
+}
+
+/* Cash, two positions, a resting LMT, a large LMT filling in parts, a
+ * triggered STP LMT still waiting, and their executions. Returns the ids
+ * of the resting LMT (msft) and the STP LMT (pg). */
+static void build_account(fixture *f, char *msft, char *pg) {
+    order_res r;
+    (void)place(f, mk("AAPL", IM_SIDE_BUY, 100, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    (void)place(f, mk("PG", IM_SIDE_BUY, 100, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    r = place(f, mk("MSFT", IM_SIDE_BUY, 20, IM_OT_LMT, 400.00, 0, IM_TIF_GTC));
+    ASSERT_EQ(r.info.status, IM_OS_SUBMITTED);
+    snprintf(msft, IM_ORDER_ID_MAX, "%s", r.info.order_id);
+    r = place(f, mk("PG", IM_SIDE_SELL, 100, IM_OT_STP_LMT, 150.00, 152.00, IM_TIF_GTC));
+    snprintf(pg, IM_ORDER_ID_MAX, "%s", r.info.order_id);
+    ASSERT_EQ(im_sim_set_price(f->sim, "PG", 145.00), 0); /* triggered, below the limit */
+    r = place(f, mk("WMT", IM_SIDE_BUY, 3000, IM_OT_LMT, 150.00, 0, IM_TIF_GTC));
+    ASSERT_EQ(r.info.status, IM_OS_PARTIAL);
+    fx_advance(f, 2.5);
+    fx_run(f);
+    ASSERT_EQ(open_orders(f)->n, 3);
+    ASSERT_CONTAINS(open_orders(f)->o[1].message, "triggered");
+}
+
+TEST(sim_persist_round_trip_continues_identically) {
+    char d1[64], d2[64], msft[IM_ORDER_ID_MAX], pg[IM_ORDER_ID_MAX];
+    fixture *a, *b;
+    char *text;
+    size_t len;
+    int rc;
+
+    tmp_dir(d1);
+    tmp_dir(d2);
+    a = fx_state(42, 1000000, d1, 0);
+    ASSERT(im_sim_persistent(a->sim));
+    build_account(a, msft, pg);
+    ASSERT_EQ(im_sim_save(a->sim), 0); /* prices as of now, not only the last fill */
+    text = slurp(d1, "sim-account.json", &len);
+    ASSERT(text != NULL);
+    spill(d2, "sim-account.json", text, len);
+    free(text);
+    {
+        char err[2200];
+        b = fx_open_state(42, 1000000, d2, 0, im_clock_now(&a->clock), &rc, err, sizeof err);
+        if (b == NULL)
+            im_test_fail(__FILE__, __LINE__, "load failed: %s", err);
+    }
+    ASSERT(im_sim_persistent(b->sim));
+    same_sims(a, b);
+    /* The same steps from here give the same market and the same fills:
+     * the partial WMT buy, the STP LMT once PG is back above its limit,
+     * the MSFT limit when it is crossed, a new order in each. */
+    a->nfills = b->nfills = 0;
+    for (int k = 0; k < 40; k++) {
+        fx_advance(a, 0.75);
+        fx_advance(b, 0.75);
+        if (k == 10) {
+            ASSERT_EQ(im_sim_set_price(a->sim, "PG", 151.00), 0);
+            ASSERT_EQ(im_sim_set_price(b->sim, "PG", 151.00), 0);
+        }
+        if (k == 20) {
+            ASSERT_EQ(im_sim_set_price(a->sim, "MSFT", 399.00), 0);
+            ASSERT_EQ(im_sim_set_price(b->sim, "MSFT", 399.00), 0);
+        }
+        if (k == 30) {
+            order_res ra = place(a, mk("NVDA", IM_SIDE_BUY, 700, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+            order_res rb = place(b, mk("NVDA", IM_SIDE_BUY, 700, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+            same_order(&ra.info, &rb.info);
+        }
+        fx_run(a);
+        fx_run(b);
+        ASSERT_EQ(a->nfills, b->nfills);
+    }
+    ASSERT(a->nfills >= 10);
+    ASSERT_EQ(count_events(a, IM_BEV_FILL, pg), 1);
+    ASSERT_EQ(count_events(b, IM_BEV_FILL, pg), 1);
+    ASSERT_EQ(count_events(b, IM_BEV_FILL, msft), 1);
+    same_sims(a, b);
+    fx_close(a);
+    fx_close(b);
+    rm_dir(d1);
+    rm_dir(d2);
+}
+
+TEST(sim_persist_restart_keeps_account_and_ids_continue) {
+    char d[64], msft[IM_ORDER_ID_MAX], pg[IM_ORDER_ID_MAX];
+    fixture *a, *b;
+    im_account before, after;
+    orders_res oo;
+    order_res r;
+
+    tmp_dir(d);
+    a = fx_state(42, 1000000, d, 0);
+    build_account(a, msft, pg);
+    r = place(a, mk("AAPL", IM_SIDE_BUY, 1e8, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    ASSERT_EQ(r.info.status, IM_OS_REJECTED); /* spends id 1005 all the same */
+    ASSERT_STR_EQ(r.info.order_id, "1005");
+    before = account(a);
+    oo = *open_orders(a);
+    fx_close(a); /* saves at close, prices included */
+
+    b = fx_state(42, 1000000, d, 0);
+    after = account(b);
+    ASSERT_SAME(after.cash, before.cash);
+    ASSERT_SAME(after.realized_pnl, before.realized_pnl);
+    ASSERT_SAME(after.commissions, before.commissions);
+    ASSERT_EQ(positions(b)->n, 3); /* AAPL, PG, WMT */
+    ASSERT_EQ(open_orders(b)->n, oo.n);
+    for (size_t i = 0; i < oo.n; i++)
+        same_order(&oo.o[i], &open_orders(b)->o[i]);
+    ASSERT(executions(b)->n >= 4);
+    r = place(b, mk("KO", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    ASSERT_STR_EQ(r.info.order_id, "1006");
+    /* A finished order of today is still known after the restart. */
+    ASSERT_EQ(cancel(b, "1000").status, IM_ESTATE);
+    /* The restored orders keep working: the resting LMT can be cancelled. */
+    ASSERT_EQ(cancel(b, msft).status, 0);
+    fx_close(b);
+
+    b = fx_state(42, 1000000, d, 0);
+    ASSERT_EQ(open_orders(b)->n, oo.n - 1);
+    r = place(b, mk("KO", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    ASSERT_STR_EQ(r.info.order_id, "1007");
+    fx_close(b);
+    rm_dir(d);
+}
+
+/* A kill -9: the file written after the last change is all there is. */
+TEST(sim_persist_without_close_keeps_every_change) {
+    char d[64], d2[64];
+    fixture *a, *b;
+    order_res r;
+    char *text;
+    size_t len;
+
+    tmp_dir(d);
+    tmp_dir(d2);
+    a = fx_state(42, 0, d, 0);
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    r = place(a, mk("AAPL", IM_SIDE_BUY, 5, IM_OT_LMT, 150.00, 0, IM_TIF_GTC));
+    /* Copy the file while a still runs: what a crash right now leaves. */
+    text = slurp(d, "sim-account.json", &len);
+    ASSERT(text != NULL);
+    spill(d2, "sim-account.json", text, len);
+    free(text);
+    b = fx_state(42, 0, d2, 0);
+    ASSERT_EQ(positions(b)->n, 1);
+    ASSERT_SAME(positions(b)->p[0].quantity, 10);
+    ASSERT_EQ(open_orders(b)->n, 1);
+    ASSERT_STR_EQ(open_orders(b)->o[0].order_id, r.info.order_id);
+    ASSERT_SAME(account(b).cash, account(a).cash);
+    fx_close(a);
+    fx_close(b);
+    rm_dir(d);
+    rm_dir(d2);
+}
+
+TEST(sim_persist_reset_ignores_the_file) {
+    char d[64];
+    fixture *a;
+    char *text;
+
+    tmp_dir(d);
+    a = fx_state(42, 0, d, 0);
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 5, IM_OT_LMT, 150.00, 0, IM_TIF_GTC));
+    fx_close(a);
+    a = fx_state(42, 0, d, 1);
+    ASSERT(im_sim_persistent(a->sim));
+    ASSERT_SAME(account(a).cash, 100000);
+    ASSERT_EQ(positions(a)->n, 0);
+    ASSERT_EQ(open_orders(a)->n, 0);
+    ASSERT_EQ(executions(a)->n, 0);
+    ASSERT_STR_EQ(place(a, mk("KO", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY)).info.order_id,
+                  "1000");
+    fx_close(a);
+    /* Overwritten, not just ignored: the next normal start sees the new one. */
+    text = slurp(d, "sim-account.json", NULL);
+    ASSERT(text != NULL);
+    ASSERT_CONTAINS(text, "\"next_order_id\":1001");
+    free(text);
+    a = fx_state(42, 0, d, 0);
+    ASSERT_EQ(positions(a)->n, 1);
+    ASSERT_STR_EQ(positions(a)->p[0].symbol, "KO");
+    fx_close(a);
+    rm_dir(d);
+}
+
+/* The saved account, as a cJSON tree the corruption tests edit. */
+static cJSON *saved_tree(const char *dir) {
+    char *text = slurp(dir, "sim-account.json", NULL);
+    cJSON *root;
+    ASSERT(text != NULL);
+    root = cJSON_Parse(text);
+    free(text);
+    ASSERT(root != NULL);
+    return root;
+}
+
+static void write_tree(const char *dir, cJSON *root) {
+    char *text = cJSON_PrintUnformatted(root);
+    ASSERT(text != NULL);
+    spill(dir, "sim-account.json", text, strlen(text));
+    cJSON_free(text);
+}
+
+/* The sim must refuse to start on dir, name the file and the way out, and
+ * leave the file as it was. */
+static void refuses(const char *dir, const char *reason) {
+    char err[2200], path[128];
+    char *before = slurp(dir, "sim-account.json", NULL), *after;
+    int rc = 0;
+    fixture *f = fx_open_state(42, 0, dir, 0, T0, &rc, err, sizeof err);
+    ASSERT(f == NULL);
+    ASSERT(rc == IM_EPARSE || rc == IM_EIO || rc == IM_ETOOBIG);
+    snprintf(path, sizeof path, "%s/sim-account.json", dir);
+    ASSERT_CONTAINS(err, path);
+    ASSERT_CONTAINS(err, "IBKR_SIM_RESET=true");
+    ASSERT_CONTAINS(err, reason);
+    after = slurp(dir, "sim-account.json", NULL);
+    ASSERT(before != NULL && after != NULL);
+    ASSERT(strcmp(before, after) == 0);
+    free(before);
+    free(after);
+}
+
+static cJSON *item_at(cJSON *root, const char *array, int i) {
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(root, array);
+    ASSERT(a != NULL);
+    ASSERT(cJSON_GetArrayItem(a, i) != NULL);
+    return cJSON_GetArrayItem(a, i);
+}
+
+TEST(sim_persist_corrupt_file_stops_the_start) {
+    char d[64], good[64];
+    fixture *a;
+    cJSON *root;
+    char *text, *junk;
+    size_t len;
+
+    tmp_dir(good);
+    a = fx_state(42, 0, good, 0);
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 5, IM_OT_LMT, 150.00, 0, IM_TIF_GTC));
+    fx_close(a);
+    text = slurp(good, "sim-account.json", &len);
+    ASSERT(text != NULL);
+    tmp_dir(d);
+
+    /* Truncated (a torn write could never leave this, a damaged disk can). */
+    spill(d, "sim-account.json", text, len / 2);
+    refuses(d, "not valid JSON");
+    spill(d, "sim-account.json", "", 0);
+    refuses(d, "not valid JSON");
+
+    /* Wrong types. */
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(root, "cash", cJSON_CreateString("lots"));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "cash is not a number");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(root, "orders", cJSON_CreateObject());
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "orders is not an array");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "orders", 1), "triggered", cJSON_CreateNumber(1));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "orders[1].triggered is not true or false");
+
+    /* NaN is not JSON; an overflowing number is not finite. */
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(root, "cash", cJSON_CreateRaw("NaN"));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "not valid JSON");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "symbols", 0), "px", cJSON_CreateRaw("1e999"));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "symbols[0].px is not a finite number");
+
+    /* Unknown symbols, in the price table and in an order. */
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "symbols", 3), "symbol", cJSON_CreateString("ZZZZ"));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "symbols[3].symbol 'ZZZZ' is not a symbol the simulator trades");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "orders", 1), "symbol", cJSON_CreateString("ZZZZ"));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "orders[1].symbol 'ZZZZ'");
+
+    /* Negative where it cannot be. */
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "symbols", 0), "qty", cJSON_CreateNumber(-5));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "symbols[0].qty is -5");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "orders", 1), "quantity", cJSON_CreateNumber(-5));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "orders[1].quantity is -5");
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(item_at(root, "executions", 0), "shares", cJSON_CreateNumber(-1));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "executions[0].shares is -1");
+
+    /* An id that would come back. */
+    root = saved_tree(good);
+    cJSON_ReplaceItemInObject(root, "next_order_id", cJSON_CreateNumber(1001));
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "not below next_order_id");
+
+    /* A missing field, and a file from elsewhere. */
+    root = saved_tree(good);
+    cJSON_DeleteItemFromObject(root, "cash");
+    write_tree(d, root);
+    cJSON_Delete(root);
+    refuses(d, "cash is missing");
+    spill(d, "sim-account.json", "{\"hello\":1}", 11);
+    refuses(d, "format");
+
+    /* 10 MB of garbage. */
+    junk = malloc(10u << 20);
+    ASSERT(junk != NULL);
+    for (size_t i = 0; i < (10u << 20); i++)
+        junk[i] = (char)(i * 2654435761u >> 24);
+    spill(d, "sim-account.json", junk, 10u << 20);
+    free(junk);
+    refuses(d, "not valid JSON");
+
+    /* The way out works: reset starts afresh on the same directory. */
+    a = fx_state(42, 0, d, 1);
+    ASSERT_EQ(positions(a)->n, 0);
+    fx_close(a);
+    free(text);
+    rm_dir(d);
+    rm_dir(good);
+}
+
+TEST(sim_persist_write_is_atomic_and_private) {
+    char d[64], sub[96];
+    fixture *a;
+    DIR *dir;
+    struct dirent *e;
+    struct stat st;
+    int n = 0;
+
+    tmp_dir(d);
+    snprintf(sub, sizeof sub, "%s/state", d);
+    a = fx_state(42, 0, sub, 0); /* the sim makes the directory */
+    ASSERT_EQ(stat(sub, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0700);
+    for (int i = 0; i < 5; i++)
+        (void)place(a, mk("AAPL", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    ASSERT_EQ(im_sim_save(a->sim), 0);
+    ASSERT(im_sim_persist_error(a->sim) == NULL);
+    ASSERT(im_sim_state_path(a->sim) != NULL);
+    ASSERT_CONTAINS(im_sim_state_path(a->sim), "/state/sim-account.json");
+    dir = opendir(sub);
+    ASSERT(dir != NULL);
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        /* Only the account and its lock: no temporary file left behind. */
+        ASSERT(strcmp(e->d_name, "sim-account.json") == 0 ||
+               strcmp(e->d_name, "sim-account.lock") == 0);
+    }
+    closedir(dir);
+    ASSERT_EQ(n, 2);
+    snprintf(sub, sizeof sub, "%s/state/sim-account.json", d);
+    ASSERT_EQ(stat(sub, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    fx_close(a);
+    snprintf(sub, sizeof sub, "%s/state", d);
+    rm_dir(sub);
+    rm_dir(d);
+}
+
+TEST(sim_persist_second_owner_runs_in_memory) {
+    char d[64];
+    fixture *a, *b, *c;
+    char *before, *after;
+
+    tmp_dir(d);
+    a = fx_state(42, 0, d, 0);
+    (void)place(a, mk("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    before = slurp(d, "sim-account.json", NULL);
+    /* flock locks belong to open files: a second open in this process
+     * conflicts exactly as a second server would. */
+    b = fx_state(42, 0, d, 1);
+    ASSERT(im_sim_persistent(a->sim));
+    ASSERT(!im_sim_persistent(b->sim));
+    ASSERT(im_sim_state_path(b->sim) == NULL);
+    ASSERT_EQ(im_sim_save(b->sim), IM_ESTATE);
+    ASSERT_EQ(positions(b)->n, 0); /* a separate, fresh account */
+    (void)place(b, mk("MSFT", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY));
+    fx_close(b);
+    after = slurp(d, "sim-account.json", NULL);
+    ASSERT(before != NULL && after != NULL);
+    ASSERT(strcmp(before, after) == 0); /* b never wrote, even with reset */
+    free(before);
+    free(after);
+    fx_close(a);
+    c = fx_state(42, 0, d, 0); /* a let go: the next one owns it */
+    ASSERT(im_sim_persistent(c->sim));
+    ASSERT_EQ(positions(c)->n, 1);
+    ASSERT_STR_EQ(positions(c)->p[0].symbol, "AAPL");
+    fx_close(c);
+    rm_dir(d);
+}
+
+TEST(sim_persist_earlier_days_executions_dropped) {
+    char d[64], msft[IM_ORDER_ID_MAX], pg[IM_ORDER_ID_MAX];
+    fixture *a, *b;
+    char err[2200];
+    size_t working;
+    int rc;
+
+    tmp_dir(d);
+    a = fx_state(42, 1000000, d, 0);
+    build_account(a, msft, pg);
+    working = open_orders(a)->n;
+    fx_close(a);
+    /* Two days later: positions and working orders stay, the executions
+     * and finished orders of the earlier day go, ids still continue. */
+    b = fx_open_state(42, 1000000, d, 0, T0 + 2 * 86400, &rc, err, sizeof err);
+    ASSERT(b != NULL);
+    ASSERT_EQ(executions(b)->n, 0);
+    ASSERT_EQ(open_orders(b)->n, working);
+    ASSERT_EQ(positions(b)->n, 3);
+    ASSERT_EQ(cancel(b, "1000").status, IM_EORDER); /* filled, on an earlier day */
+    ASSERT_STR_EQ(place(b, mk("KO", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY)).info.order_id,
+                  "1005");
+    fx_close(b);
+    rm_dir(d);
+}
+
+TEST(sim_persist_saved_seed_and_cash_win) {
+    char d[64];
+    fixture *a, *b, *ref;
+    im_quote qa, qr;
+
+    tmp_dir(d);
+    a = fx_state(42, 5000, d, 0);
+    fx_advance(a, 30);
+    fx_close(a);
+    b = fx_state(7, 900000, d, 0);
+    ASSERT_SAME(account(b).cash, 5000);
+    /* The walk goes on as seed 42's would, not seed 7's. */
+    ref = fx_open(42, 5000);
+    fx_advance(ref, 30);
+    fx_advance(ref, 10);
+    fx_advance(b, 10);
+    qa = fx_quote(b, "AAPL");
+    qr = fx_quote(ref, "AAPL");
+    ASSERT_SAME(qa.bid, qr.bid);
+    ASSERT_SAME(qa.ask_size, qr.ask_size);
+    fx_close(ref);
+    fx_close(b);
+    rm_dir(d);
+}
+
+TEST(sim_persist_unusable_dir_runs_in_memory) {
+    char d[64], p[128];
+    fixture *a;
+
+    tmp_dir(d);
+    spill(d, "plainfile", "x", 1);
+    snprintf(p, sizeof p, "%s/plainfile/state", d);
+    a = fx_state(42, 0, p, 0);
+    ASSERT(!im_sim_persistent(a->sim));
+    ASSERT_EQ(place(a, mk("AAPL", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY)).status, 0);
+    fx_close(a);
+    rm_dir(d);
+}
+
+/* A save that fails is reported and retried on the next change; the
+ * account carries on in memory meanwhile. (A directory where the temporary
+ * file goes makes it fail even for root.) */
+TEST(sim_persist_failed_save_is_retried) {
+    char d[64], tmp[128];
+    fixture *a, *b;
+
+    tmp_dir(d);
+    a = fx_state(42, 0, d, 0);
+    snprintf(tmp, sizeof tmp, "%s/sim-account.json.tmp", d);
+    ASSERT_EQ(mkdir(tmp, 0700), 0);
+    ASSERT_EQ(place(a, mk("AAPL", IM_SIDE_BUY, 10, IM_OT_MKT, 0, 0, IM_TIF_DAY)).status, 0);
+    ASSERT(im_sim_persist_error(a->sim) != NULL);
+    ASSERT_CONTAINS(im_sim_persist_error(a->sim), "sim-account.json.tmp");
+    ASSERT_EQ(positions(a)->n, 1);
+    ASSERT_EQ(rmdir(tmp), 0);
+    ASSERT_EQ(place(a, mk("KO", IM_SIDE_BUY, 1, IM_OT_MKT, 0, 0, IM_TIF_DAY)).status, 0);
+    ASSERT(im_sim_persist_error(a->sim) == NULL);
+    fx_close(a);
+    b = fx_state(42, 0, d, 0);
+    ASSERT_EQ(positions(b)->n, 2);
+    fx_close(b);
+    rm_dir(d);
 }

@@ -3,16 +3,20 @@
 # one state directory share the daily cap; a restart keeps the count and
 # the kill switch; `ibkr-mcp resume` releases it for the next start; a KILL
 # file halts; a torn last line is skipped with a warning; no token reaches
-# the journal; an unusable state directory halts trading. The servers are
-# driven over stdio by a small Node client (Node already runs the other
-# end-to-end tests).
+# the journal; an unusable state directory halts trading. The simulator's
+# account survives a SIGKILL (position, cash, a resting order that can
+# still be cancelled), IBKR_SIM_RESET=true starts it afresh, and a second
+# server on the same directory runs its simulator in memory only. The
+# servers are driven over stdio by a small Node client (Node already runs
+# the other end-to-end tests).
 set -u
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TMP=$(mktemp -d /tmp/ibkr-mcp-restart-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 STATE="$TMP/state"
-export BIN REPO STATE
+ACCT="$TMP/acct"
+export BIN REPO STATE ACCT
 
 cat > "$TMP/drive.mjs" <<'EOF'
 // drive.mjs: runs one scenario step against real `ibkr-mcp serve` processes.
@@ -45,6 +49,8 @@ function server(extra = {}) {
     call, start,
     stderr: () => stderr,
     stop: () => new Promise((resolve) => { child.on('exit', resolve); child.stdin.end(); }),
+    // No goodbye: what a crash or kill -9 leaves behind.
+    kill: () => new Promise((resolve) => { child.on('exit', resolve); child.kill('SIGKILL'); }),
   };
 }
 const BUY = { symbol: 'NVDA', action: 'BUY', quantity: 10 };
@@ -55,6 +61,24 @@ async function trade(s) {
   return { preview: p, token: p.confirmation_token, place: r };
 }
 const codes = (p) => JSON.stringify(p.risk.codes);
+// The simulated account as the tools show it.
+async function account(s) {
+  const pos = (await s.call('get_positions')).structuredContent;
+  const open = (await s.call('get_open_orders')).structuredContent;
+  const sum = (await s.call('get_account_summary')).structuredContent;
+  return {
+    positions: pos.positions.map((p) => `${p.symbol}:${p.quantity}:${p.avg_cost}`),
+    open: open.orders.map((o) => `${o.order_id}:${o.symbol}:${o.action}:${o.quantity}:${o.order_type}:${o.limit_price}:${o.status}`),
+    cash: sum.cash,
+  };
+}
+async function placeOne(s, args) {
+  const p = (await s.call('preview_order', args)).structuredContent;
+  if (!p.confirmation_token) return { preview: p };
+  return (await s.call('place_order', { confirmation_token: p.confirmation_token })).structuredContent;
+}
+const ACCT_ENV = { IBKR_STATE_DIR: process.env.ACCT, HOME: process.env.ACCT,
+                   IBKR_MAX_DAILY_ORDERS: '50' };
 const out = {};
 const step = process.argv[2];
 const extra = process.argv[3] ? JSON.parse(process.argv[3]) : {};
@@ -80,6 +104,38 @@ if (step === 'two') {
     out.halt = (await s.call('halt_trading', { reason: 'e2e halt' })).structuredContent.halted;
   await s.stop();
   out.stderr = s.stderr();
+} else if (step === 'acct-kill') {
+  // Buy 10 AAPL, leave a resting limit order, then die without a word.
+  const s = server(ACCT_ENV);
+  await s.start;
+  out.buy = await placeOne(s, { symbol: 'AAPL', action: 'BUY', quantity: 10 });
+  out.rest = await placeOne(s, { symbol: 'AAPL', action: 'BUY', quantity: 5, order_type: 'LMT',
+                                 limit_price: 150, tif: 'GTC' });
+  out.before = await account(s);
+  await s.kill();
+} else if (step === 'acct-view') {
+  // A new server on the same directory: the account, and optionally a cancel.
+  const s = server({ ...ACCT_ENV, ...extra });
+  await s.start;
+  out.after = await account(s);
+  if (process.argv[4]) {
+    const c = await s.call('cancel_order', { order_id: process.argv[4] });
+    out.cancel = c.isError ? 'error' : c.structuredContent.status;
+    out.open_after_cancel = (await s.call('get_open_orders')).structuredContent.count;
+  }
+  await s.stop();
+  out.stderr = s.stderr();
+} else if (step === 'acct-two') {
+  // Two servers at once: the second runs its simulator in memory only.
+  const a = server(ACCT_ENV);
+  await a.start;
+  const b = server(ACCT_ENV);
+  await b.start;
+  out.a = await account(a);
+  out.b = await account(b);
+  out.b_buy = (await placeOne(b, { symbol: 'KO', action: 'BUY', quantity: 1 })).status;
+  await b.stop(); await a.stop();
+  out.stderr_b = b.stderr();
 }
 console.log(JSON.stringify(out));
 EOF
@@ -168,6 +224,54 @@ touch "$TMP/plainfile"
 OUT=$(drive restart '{"IBKR_STATE_DIR":"'"$TMP/plainfile/state"'"}')
 [ "$(field 'v.halted' <<<"$OUT")" == true ] && [[ $(field 'v.halt_reason' <<<"$OUT") == *journal* ]] &&
     ok "unusable state dir: halted, naming the journal" || fail "unusable state dir: $OUT"
+
+# ---- the simulator's account across a kill -9 ---------------------------------------
+OUT=$(drive acct-kill)
+BEFORE=$(field 'JSON.stringify(v.before)' <<<"$OUT")
+POSITIONS=$(field 'v.before.positions.join()' <<<"$OUT")
+REST=$(field 'v.rest.order_id' <<<"$OUT")
+[ "$(field 'v.buy.status' <<<"$OUT")" == FILLED ] && [ "$(field 'v.rest.status' <<<"$OUT")" == SUBMITTED ] &&
+    [[ $(field 'v.before.positions.join()' <<<"$OUT") == AAPL:10:* ]] &&
+    ok "account: bought 10 AAPL and left a resting LMT, then SIGKILL" || fail "account: setup $OUT"
+[ "$(stat -c %a "$ACCT/sim-account.json" 2>/dev/null)" == 600 ] && ok "account: sim-account.json mode 0600" ||
+    fail "account: file mode $(stat -c %a "$ACCT/sim-account.json" 2>&1)"
+[ -z "$(ls "$ACCT" | grep -v -e '^journal-' -e '^sim-account\.json$' -e '^sim-account\.lock$')" ] &&
+    ok "account: no temporary file left behind" || fail "account: stray files: $(ls "$ACCT")"
+OUT=$(drive acct-view '{}' "$REST")
+[ "$(field 'JSON.stringify(v.after)' <<<"$OUT")" == "$BEFORE" ] &&
+    ok "account: a new server shows the same position, working order and cash" ||
+    fail "account: after restart $(field 'JSON.stringify(v.after)' <<<"$OUT") != $BEFORE"
+[ "$(field 'v.cancel' <<<"$OUT")" == CANCELLED ] && [ "$(field 'v.open_after_cancel' <<<"$OUT")" == 0 ] &&
+    ok "account: the restored resting order can be cancelled" || fail "account: cancel $OUT"
+OUT=$(drive acct-view '{}')
+[ "$(field 'v.after.open.length' <<<"$OUT")" == 0 ] && [[ $(field 'v.after.positions.join()' <<<"$OUT") == AAPL:10:* ]] &&
+    ok "account: the cancel survived a restart too" || fail "account: after cancel $OUT"
+OUT=$(drive acct-two)
+[[ $(field 'v.a.positions.join()' <<<"$OUT") == AAPL:10:* ]] && [ "$(field 'v.b.positions.length' <<<"$OUT")" == 0 ] &&
+    [[ $(field 'v.stderr_b' <<<"$OUT") == *"in memory only"* ]] &&
+    ok "account: a second server on the directory runs in memory only, and says so" ||
+    fail "account: two servers $OUT"
+OUT=$(drive acct-view '{}')
+[ "$(field 'v.after.positions.join()' <<<"$OUT")" == "$POSITIONS" ] &&
+    ok "account: the second server's trade did not reach the saved account" || fail "account: after two $OUT"
+OUT=$(drive acct-view '{"IBKR_SIM_RESET":"true"}')
+[ "$(field 'JSON.stringify(v.after)' <<<"$OUT")" == '{"positions":[],"open":[],"cash":100000}' ] &&
+    [[ $(field 'v.stderr' <<<"$OUT") == *"IBKR_SIM_RESET"*"discarded"* ]] &&
+    ok "account: IBKR_SIM_RESET=true starts a fresh account" || fail "account: reset $OUT"
+OUT=$(drive acct-view '{}')
+[ "$(field 'v.after.positions.length' <<<"$OUT")" == 0 ] && ok "account: the reset account is the saved one now" ||
+    fail "account: after reset $OUT"
+
+# A damaged account file stops the start, naming the file and the way out.
+mkdir -p "$TMP/bad" && chmod 700 "$TMP/bad"
+printf '{"format":"ibkr-mcp sim account","version":1,"cash":' > "$TMP/bad/sim-account.json"
+env -i PATH="$PATH" HOME="$TMP/bad" IBKR_STATE_DIR="$TMP/bad" IBKR_TOOLS_DIR="$REPO/lua/tools" \
+    timeout 10 "$BIN" serve < /dev/null > /dev/null 2> "$TMP/bad.err"
+RC=$?
+[ $RC != 0 ] && grep -q "$TMP/bad/sim-account.json.*IBKR_SIM_RESET=true" "$TMP/bad.err" &&
+    [ "$(cat "$TMP/bad/sim-account.json")" == '{"format":"ibkr-mcp sim account","version":1,"cash":' ] &&
+    ok "account: a damaged file stops the start with a clear message and is left alone" ||
+    fail "account: damaged file rc=$RC $(cat "$TMP/bad.err")"
 
 if [ $FAILS -gt 0 ]; then
     echo "$FAILS failed"
