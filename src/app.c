@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "error.h"
 #include "log.h"
+#include "tws.h"
 
 static int is_dir(const char *p) {
     struct stat st;
@@ -40,6 +42,7 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
                 char *err, size_t errlen) {
     im_sim_opts so;
     im_session_opts seo;
+    const char *account;
     char dir[1024];
     int rc;
 
@@ -50,29 +53,45 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
     if (rc != 0)
         return rc;
     im_log_set_level(a->cfg.log_level);
-    if (strcmp(a->cfg.backend, "sim") != 0) {
-        snprintf(err, errlen,
-                 "IBKR_BACKEND=%s: this build serves only the simulator (IBKR_BACKEND=sim); "
-                 "the TWS backend is not available yet",
-                 a->cfg.backend);
-        return IM_ECONFIG;
+    if (strcmp(a->cfg.backend, "tws") == 0) {
+        /* A live backend runs on the wall clock: token expiry, the trading
+         * day and quote ages are real time. */
+        struct timespec ts;
+        im_tws_opts to;
+        im_tws *tws;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        im_clock_init(&a->clock, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+        memset(&to, 0, sizeof to);
+        to.host = a->cfg.host;
+        to.port = a->cfg.port;
+        to.client_id = a->cfg.client_id;
+        to.account_id = a->cfg.account_id;
+        to.clock = &a->clock;
+        rc = im_tws_new(loop, &to, &tws);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start the TWS backend: %s", im_strerror(rc));
+            return rc;
+        }
+        a->broker = im_tws_broker(tws);
+        account = a->cfg.account_id;
+    } else {
+        if (frozen || a->cfg.sim_freeze)
+            im_clock_init_frozen(&a->clock, a->cfg.sim_start);
+        else
+            im_clock_init(&a->clock, a->cfg.sim_start);
+        memset(&so, 0, sizeof so);
+        so.seed = a->cfg.sim_seed;
+        so.starting_cash = a->cfg.sim_cash;
+        so.account_id = a->cfg.account_id[0] ? a->cfg.account_id : "DU0000001";
+        so.clock = &a->clock;
+        so.state_dir = a->cfg.state_dir[0] ? a->cfg.state_dir : NULL;
+        so.reset = a->cfg.sim_reset;
+        rc = im_sim_open(loop, &so, &a->sim, err, errlen);
+        if (rc != 0)
+            return rc;
+        a->broker = im_sim_broker(a->sim);
+        account = so.account_id;
     }
-    if (frozen || a->cfg.sim_freeze)
-        im_clock_init_frozen(&a->clock, a->cfg.sim_start);
-    else
-        im_clock_init(&a->clock, a->cfg.sim_start);
-
-    memset(&so, 0, sizeof so);
-    so.seed = a->cfg.sim_seed;
-    so.starting_cash = a->cfg.sim_cash;
-    so.account_id = a->cfg.account_id[0] ? a->cfg.account_id : "DU0000001";
-    so.clock = &a->clock;
-    rc = im_sim_new(loop, &so, &a->sim);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the simulator: %s", im_strerror(rc));
-        return rc;
-    }
-    a->broker = im_sim_broker(a->sim);
 
     if (a->cfg.policy_dir[0]) {
         snprintf(dir, sizeof dir, "%s", a->cfg.policy_dir);
@@ -80,6 +99,7 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
         im_warn("no policies folder found beside the binary; no operator policies are loaded");
         dir[0] = '\0';
     }
+    snprintf(a->policy_dir, sizeof a->policy_dir, "%s", dir);
     if (dir[0]) {
         rc = im_policies_load(dir, NULL, &a->policies, err, errlen);
         if (rc != 0) {
@@ -105,7 +125,7 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
     seo.config = &a->cfg;
     seo.broker = a->broker;
     seo.clock = &a->clock;
-    seo.account_id = so.account_id;
+    seo.account_id = account;
     seo.policies = a->policies;
     seo.journal = a->journal;
     rc = im_session_new(&seo, &a->session);
@@ -149,4 +169,39 @@ void im_app_close(im_app *a) {
     a->policies = NULL;
     im_journal_free(a->journal);
     a->journal = NULL;
+}
+
+int im_app_reload_policies(im_app *a, const char *origin, char *err, size_t errlen) {
+    im_policies *fresh = NULL, *old = a->policies;
+    char was[80];
+    cJSON *f;
+    int rc;
+    if (a->policy_dir[0] == '\0') {
+        snprintf(err, errlen, "no policies folder is in use (set IBKR_POLICY_DIR and restart)");
+        return IM_ENOENT;
+    }
+    snprintf(was, sizeof was, "%s", old ? im_policies_hash(old) : "");
+    rc = im_policies_load(a->policy_dir, NULL, &fresh, err, errlen);
+    f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "dir", a->policy_dir);
+    cJSON_AddStringToObject(f, "origin", origin ? origin : "");
+    cJSON_AddStringToObject(f, "previous_hash", was);
+    if (rc != 0) {
+        /* The running set stays in force. */
+        cJSON_AddBoolToObject(f, "ok", 0);
+        cJSON_AddStringToObject(f, "error", err);
+        im_session_record(a->session, "policies_reloaded", f);
+        im_warn("policy reload from %s failed, the running set stays: %s", a->policy_dir, err);
+        return rc;
+    }
+    im_session_set_policies(a->session, fresh);
+    a->policies = fresh;
+    im_policies_free(old);
+    cJSON_AddBoolToObject(f, "ok", 1);
+    cJSON_AddStringToObject(f, "hash", im_policies_hash(fresh));
+    cJSON_AddNumberToObject(f, "count", (double)im_policies_count(fresh));
+    im_session_record(a->session, "policies_reloaded", f);
+    im_info("policies reloaded from %s by %s: %zu policies (set %.16s, was %.16s)", a->policy_dir,
+            origin ? origin : "?", im_policies_count(fresh), im_policies_hash(fresh), was);
+    return 0;
 }

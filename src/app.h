@@ -24,6 +24,7 @@ typedef struct im_app {
     im_tools *tools;
     im_policies *policies;
     im_journal *journal;     /* in cfg.state_dir; a broken one halts trading */
+    char policy_dir[1024];   /* where the policies came from ("" = none) */
 } im_app;
 
 /* Loads the configuration through getenv_fn and builds everything. With
@@ -35,6 +36,12 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
  * broker; the caller must
  * run the loop afterwards so the broker's handles finish closing. */
 void im_app_close(im_app *a);
+/* Reloads the operator policies from a->policy_dir: the whole set is
+ * loaded and checked first, then put in force at once; a set that fails
+ * to load leaves the running one in place and err says why. Journals the
+ * outcome ("policies_reloaded" with the old and new set hashes and
+ * origin). Returns 0 or the load error. */
+int im_app_reload_policies(im_app *a, const char *origin, char *err, size_t errlen);
 
 /* Finds the installed or source-tree folder `sub` (e.g. "lua/tools"):
  * beside the binary in ../share/ibkr-mcp/sub, then ../sub, then the

@@ -60,3 +60,8 @@ int im_tif_parse(const char *s, im_tif *out) {
 int im_order_status_terminal(im_order_status s) {
     return s == IM_OS_FILLED || s == IM_OS_CANCELLED || s == IM_OS_REJECTED;
 }
+
+int im_account_is_paper(const char *account_id) {
+    return account_id != NULL &&
+           (strncmp(account_id, "DU", 2) == 0 || strncmp(account_id, "DF", 2) == 0);
+}

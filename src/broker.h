@@ -148,9 +148,27 @@ typedef struct im_broker_event {
 
 typedef void (*im_broker_event_cb)(void *ud, const im_broker_event *ev);
 
+/* What get_status reports about the connection. Strings belong to the
+ * broker and stay valid until it next runs (copy them to keep them). */
+typedef struct im_broker_info {
+    const char *state;        /* "connected", "connecting", "reconciling", "disconnected" */
+    const char *host;         /* "" for the simulator */
+    int port;                 /* 0 for the simulator */
+    int client_id;
+    int server_version;       /* 0 until a handshake completed */
+    const char *account_id;   /* the account traded; "" until known */
+    const char *last_error;   /* "" when none */
+    double last_error_at;     /* epoch seconds of last_error; 0 when none */
+    int reconnects;           /* connections re-established since start */
+    double next_retry_in;     /* seconds until the next attempt; 0 when connected */
+    int delayed_data;         /* 1 once quotes fell back to delayed data */
+    const char *account_file; /* sim: where the account persists; NULL in memory only */
+} im_broker_info;
+
 typedef struct im_broker_ops {
     const char *name;  /* "sim", "tws" */
     int (*connected)(im_broker *b);
+    void (*info)(im_broker *b, im_broker_info *out);
     int (*quote)(im_broker *b, const char *symbol, im_quote_cb cb, void *ud);
     int (*account)(im_broker *b, im_account_cb cb, void *ud);
     int (*positions)(im_broker *b, im_positions_cb cb, void *ud);
@@ -183,5 +201,7 @@ int im_order_type_parse(const char *s, im_order_type *out);
 int im_tif_parse(const char *s, im_tif *out);
 /* 1 when status is terminal (FILLED, CANCELLED, REJECTED). */
 int im_order_status_terminal(im_order_status s);
+/* 1 for a paper-trading account id (IBKR's "DU" and "DF" prefixes). */
+int im_account_is_paper(const char *account_id);
 
 #endif

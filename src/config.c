@@ -236,6 +236,10 @@ void im_config_defaults(im_config *c) {
     c->sim_start = IM_CLOCK_DEFAULT_SIM_START;
     c->sim_cash = 100000;
     c->sim_freeze = 0;
+    c->sim_reset = 0;
+    c->halt_cancels = 1;
+    c->confirm_elicit = 0;
+    c->confirm_above_notional = 0;
     c->max_line_bytes = (size_t)4 * 1024 * 1024;
     c->log_level = IM_LOG_INFO;
 
@@ -281,6 +285,7 @@ enum cfg_kind {
     CFG_NUM_MS,      /* double field, (lo, hi] in ms, stored as seconds */
     CFG_PATH,        /* char[1024] field */
     CFG_BACKEND,
+    CFG_CONFIRM,
     CFG_HOST,
     CFG_ACCOUNT,
     CFG_TIME,
@@ -325,6 +330,12 @@ static const cfg_var cfg_vars[] = {
     {"IBKR_SIM_CASH", CFG_NUM, CFG_AT(sim_cash), 0, HUGE_VAL,
      "is not a positive number"},
     {"IBKR_SIM_FREEZE", CFG_BOOL, CFG_AT(sim_freeze), 0, 0, NULL},
+    {"IBKR_SIM_RESET", CFG_BOOL, CFG_AT(sim_reset), 0, 0, NULL},
+    {"IBKR_HALT_CANCELS", CFG_BOOL, CFG_AT(halt_cancels), 0, 0, NULL},
+    {"IBKR_CONFIRM", CFG_CONFIRM, CFG_AT(confirm_elicit), 0, 0,
+     "is not a confirmation mode; use off or elicit"},
+    {"IBKR_CONFIRM_ABOVE_NOTIONAL", CFG_NUM0, CFG_AT(confirm_above_notional), 0, HUGE_VAL,
+     "is not a number of dollars of at least 0"},
     {"IBKR_MAX_LINE_BYTES", CFG_SIZE, CFG_AT(max_line_bytes), 1024, 1073741824.0,
      "is not a whole number from 1024 to 1073741824"},
     {"IBKR_LOG_LEVEL", CFG_LOG_LEVEL, CFG_AT(log_level), 0, 0,
@@ -505,6 +516,15 @@ static int cfg_apply(im_config *c, const cfg_var *var, const char *raw, char *v,
                             "is too long; a directory path must be shorter than %zu bytes",
                             var->size);
         memcpy(field, v, strlen(v) + 1);
+        return 0;
+
+    case CFG_CONFIRM:
+        if (strcasecmp(v, "off") == 0 || strcasecmp(v, "none") == 0 || strcasecmp(v, "false") == 0)
+            *(int *)field = 0;
+        else if (strcasecmp(v, "elicit") == 0)
+            *(int *)field = 1;
+        else
+            return cfg_fail(err, errlen, var->name, raw, "%s", var->expect);
         return 0;
 
     case CFG_BACKEND:

@@ -218,6 +218,7 @@ int im_demo_run(void) {
         return 2;
     }
     memset(&mo, 0, sizeof mo);
+    mo.loop = &d->loop;
     mo.tools = d->app.tools;
     mo.session = d->app.session;
     mo.send = demo_send;

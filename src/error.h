@@ -30,7 +30,8 @@
     XX(EREJECTED, -1013, "rejected by the broker")                          \
     XX(EORDER, -1014, "unknown order")                                      \
     XX(EBUSY, -1015, "resource busy")                                       \
-    XX(ESTATE, -1016, "operation not allowed in this state")
+    XX(ESTATE, -1016, "operation not allowed in this state")                \
+    XX(EINPUT, -1017, "waiting for a human's answer")
 
 enum {
 #define IM__ERR_ENUM(name, val, msg) IM_##name = (val),

@@ -210,6 +210,7 @@ static void journal_apply(im_journal *j, const cJSON *rec) {
     if (strcmp(k, "resume") == 0) {
         j->st.halted = 0;
         j->st.halt_reason[0] = '\0';
+        j->st.consecutive_rejects = 0;
         return;
     }
     if (j->halt_only)
@@ -221,8 +222,23 @@ static void journal_apply(im_journal *j, const cJSON *rec) {
             j->st.notional += n->valuedouble;
         journal_add_sent(j, rec);
         journal_track_ref(j, rec, 1);
-    } else if (strcmp(k, "order_ack") == 0 || strcmp(k, "place_error") == 0) {
+    } else if (strcmp(k, "order_ack") == 0 || strcmp(k, "place_error") == 0 ||
+               strcmp(k, "reconciled") == 0) {
         journal_track_ref(j, rec, 0);
+        /* The consecutive-reject breaker: a broker rejection counts, an
+         * accepted order resets the run. */
+        if (strcmp(k, "place_error") == 0)
+            j->st.consecutive_rejects++;
+        else if (strcmp(k, "order_ack") == 0) {
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
+            if (cJSON_IsString(st) && strcmp(st->valuestring, "REJECTED") == 0)
+                j->st.consecutive_rejects++;
+            else
+                j->st.consecutive_rejects = 0;
+        }
+    } else if (strcmp(k, "place_reject") == 0) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "breaker")))
+            j->st.consecutive_rejects++;
     } else if (strcmp(k, "redeem") == 0) {
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(rec, "token_hash");
         if (cJSON_IsString(h))
@@ -548,6 +564,70 @@ const im_journal_state *im_journal_state_get(const im_journal *j) { return &j->s
 const char *im_journal_error(const im_journal *j) { return j->failed ? j->err : NULL; }
 const char *im_journal_dir(const im_journal *j) { return j->dir; }
 const char *im_journal_path(const im_journal *j) { return j->path; }
+
+int im_journal_tail(const im_journal *j, size_t max_records, size_t max_bytes, cJSON **out) {
+    int fd;
+    struct stat st;
+    off_t from;
+    char *buf, *p, *end;
+    ssize_t got;
+    size_t n = 0, skip;
+    cJSON *arr;
+
+    *out = NULL;
+    if (j == NULL || max_bytes == 0)
+        return IM_EINVAL;
+    arr = cJSON_CreateArray();
+    if (arr == NULL)
+        return IM_ENOMEM;
+    fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        /* No record yet today: an empty journal, not an error. */
+        *out = arr;
+        return errno == ENOENT ? 0 : IM_EIO;
+    }
+    if (fstat(fd, &st) != 0 || (buf = malloc(max_bytes + 1)) == NULL) {
+        close(fd);
+        cJSON_Delete(arr);
+        return IM_EIO;
+    }
+    /* Only the end of the file is read: bounded memory on a busy day. */
+    from = st.st_size > (off_t)max_bytes ? st.st_size - (off_t)max_bytes : 0;
+    got = pread(fd, buf, max_bytes, from);
+    close(fd);
+    if (got < 0) {
+        free(buf);
+        cJSON_Delete(arr);
+        return IM_EIO;
+    }
+    buf[got] = '\0';
+    p = buf;
+    end = buf + got;
+    if (from > 0) {
+        /* The first line was cut by the window: skip it. */
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    /* Count the whole lines, then keep the last max_records of them. */
+    for (char *q = p; q < end; q++)
+        n += *q == '\n';
+    skip = n > max_records ? n - max_records : 0;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        cJSON *rec;
+        if (nl == NULL)
+            break; /* a torn last line: not a record */
+        if (skip > 0) {
+            skip--;
+        } else if ((rec = cJSON_ParseWithLength(p, (size_t)(nl - p))) != NULL) {
+            cJSON_AddItemToArray(arr, rec);
+        }
+        p = nl + 1;
+    }
+    free(buf);
+    *out = arr;
+    return 0;
+}
 
 int im_journal_token_used(const im_journal *j, const char *token_hash_hex) {
     for (size_t i = 0; i < j->ntokens; i++)

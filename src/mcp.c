@@ -27,6 +27,7 @@
 #define META_VERSION "io.modelcontextprotocol/protocolVersion"
 #define META_LOG_LEVEL "io.modelcontextprotocol/logLevel"
 #define META_SERVER_INFO "io.modelcontextprotocol/serverInfo"
+#define META_CLIENT_CAPS "io.modelcontextprotocol/clientCapabilities"
 
 /* Cache hints on 2026-07-28 list and read results: the lists are fixed for
  * the life of the process; account data is private and always fresh. */
@@ -72,8 +73,20 @@ typedef struct mcp_req {
     struct mcp_req *next, *prev;
 } mcp_req;
 
+/* A question sent to the client (elicitation/create), legacy era. */
+typedef struct mcp_ask {
+    char out_id[32];          /* our request id, a JSON string */
+    char confirm_id[IM_CONFIRM_ID_LEN + 1];
+    uv_timer_t *timer;        /* NULL without a loop */
+    struct im_mcp *m;
+    struct mcp_ask *next;
+} mcp_ask;
+
 struct im_mcp {
     im_mcp_opts o;
+    int client_elicit;        /* initialize declared elicitation (form) */
+    mcp_ask *asks;            /* questions awaiting the client's answer */
+    unsigned long ask_seq;
     char version[16];
     int initialized;
     mcp_req *reqs;            /* calls in flight */
@@ -157,6 +170,142 @@ static void req_unlink(im_mcp *m, mcp_req *r) {
     m->inflight--;
 }
 
+/* ---- asking a human (elicitation) ----------------------------------------- */
+
+static void emit(im_mcp *m, mcp_batch *b, const char *s, size_t n);
+
+#define CONFIRM_KEY "confirm_order"
+
+static void ask_timer_close_cb(uv_handle_t *h) { free(h); }
+
+static void ask_free(mcp_ask *a) {
+    if (a->timer != NULL) {
+        uv_timer_stop(a->timer);
+        uv_close((uv_handle_t *)a->timer, ask_timer_close_cb);
+    }
+    free(a);
+}
+
+static void ask_unlink(im_mcp *m, mcp_ask *a) {
+    for (mcp_ask **pp = &m->asks; *pp; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            return;
+        }
+    }
+}
+
+/* The form shown to the human: one boolean, off by default. */
+static cJSON *confirm_params(const char *message) {
+    cJSON *p = cJSON_CreateObject(), *schema, *props, *c, *req;
+    cJSON_AddStringToObject(p, "mode", "form");
+    cJSON_AddStringToObject(p, "message", message);
+    schema = cJSON_AddObjectToObject(p, "requestedSchema");
+    cJSON_AddStringToObject(schema, "type", "object");
+    props = cJSON_AddObjectToObject(schema, "properties");
+    c = cJSON_AddObjectToObject(props, "confirm");
+    cJSON_AddStringToObject(c, "type", "boolean");
+    cJSON_AddStringToObject(c, "title", "Place this order");
+    cJSON_AddStringToObject(c, "description",
+                            "Tick to send the order to the broker; anything else cancels it.");
+    cJSON_AddBoolToObject(c, "default", 0);
+    req = cJSON_AddArrayToObject(schema, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("confirm"));
+    return p;
+}
+
+/* An elicitation answer ({action, content}) as a confirmation answer. */
+static im_confirm_answer confirm_answer_of(const cJSON *result) {
+    const cJSON *action = cJSON_GetObjectItemCaseSensitive(result, "action");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
+    if (!cJSON_IsString(action))
+        return IM_CONFIRM_FAILED;
+    if (strcmp(action->valuestring, "accept") == 0)
+        return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(content, "confirm"))
+                   ? IM_CONFIRM_ACCEPT
+                   : IM_CONFIRM_DECLINE;
+    if (strcmp(action->valuestring, "decline") == 0)
+        return IM_CONFIRM_DECLINE;
+    if (strcmp(action->valuestring, "cancel") == 0)
+        return IM_CONFIRM_CANCEL;
+    return IM_CONFIRM_FAILED;
+}
+
+static void ask_timeout_cb(uv_timer_t *t) {
+    mcp_ask *a = t->data;
+    im_mcp *m = a->m;
+    char id[IM_CONFIRM_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", a->confirm_id);
+    im_info("confirmation %s: no answer in time", a->out_id);
+    ask_unlink(m, a);
+    ask_free(a);
+    im_session_confirm_answer(m->o.session, id, IM_CONFIRM_TIMEOUT);
+}
+
+/* The legacy era: a request to the client. Answered in on_client_response. */
+static int ask_elicit(void *ud, const im_confirm_request *q) {
+    im_mcp *m = ud;
+    mcp_ask *a;
+    cJSON *req;
+    char *body;
+    if (m->closing)
+        return IM_ECANCELED;
+    a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return IM_ENOMEM;
+    a->m = m;
+    snprintf(a->out_id, sizeof a->out_id, "ibkr-confirm-%lu", ++m->ask_seq);
+    snprintf(a->confirm_id, sizeof a->confirm_id, "%s", q->id);
+    req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(req, "id", a->out_id);
+    cJSON_AddStringToObject(req, "method", "elicitation/create");
+    cJSON_AddItemToObject(req, "params", confirm_params(q->message));
+    body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (body == NULL) {
+        free(a);
+        return IM_ENOMEM;
+    }
+    if (m->o.loop != NULL && (a->timer = malloc(sizeof *a->timer)) != NULL) {
+        uv_timer_init(m->o.loop, a->timer);
+        a->timer->data = a;
+        uv_timer_start(a->timer, ask_timeout_cb, (uint64_t)(q->expires_in * 1000.0), 0);
+    }
+    a->next = m->asks;
+    m->asks = a;
+    emit(m, NULL, body, strlen(body));
+    cJSON_free(body);
+    return 0;
+}
+
+/* 2026-07-28: the question leaves in the call's result. */
+static int ask_input(void *ud, const im_confirm_request *q) {
+    IM_UNUSED(ud);
+    IM_UNUSED(q);
+    return IM_EINPUT;
+}
+
+/* A response from the client to one of our requests. */
+static void on_client_response(im_mcp *m, const cJSON *id, const cJSON *msg) {
+    const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+    char cid[IM_CONFIRM_ID_LEN + 1];
+    im_confirm_answer ans;
+    mcp_ask *a;
+    for (a = m->asks; a; a = a->next)
+        if (cJSON_IsString(id) && strcmp(id->valuestring, a->out_id) == 0)
+            break;
+    if (a == NULL) {
+        im_debug("ignoring a response to no request of ours");
+        return;
+    }
+    ans = cJSON_IsObject(result) ? confirm_answer_of(result) : IM_CONFIRM_FAILED;
+    snprintf(cid, sizeof cid, "%s", a->confirm_id);
+    ask_unlink(m, a);
+    ask_free(a);
+    im_session_confirm_answer(m->o.session, cid, ans);
+}
+
 void im_mcp_free(im_mcp *m) {
     if (m == NULL)
         return;
@@ -170,6 +319,12 @@ void im_mcp_free(im_mcp *m) {
         if (r->batch)
             batch_release(m, r->batch);
         req_free(r);
+    }
+    /* Questions still open: the session frees their orders (never sent). */
+    while (m->asks) {
+        mcp_ask *a = m->asks;
+        m->asks = a->next;
+        ask_free(a);
     }
     free(m);
 }
@@ -438,8 +593,11 @@ static const char *server_instructions(im_mcp *m, char *buf, size_t len) {
         mode = "SIMULATED (built-in simulator, no real money)";
     else if (acct == NULL || acct[0] == '\0')
         mode = "Interactive Brokers; paper or live shows in get_status once connected";
-    else if (acct[0] == 'D')
+    else if (im_account_is_paper(acct))
         mode = "PAPER (Interactive Brokers paper account, no real money)";
+    else if (!c->allow_live_account)
+        mode = "LIVE (Interactive Brokers, REAL MONEY) - read-only: trading a live account is "
+               "not allowed by the operator";
     else
         mode = "LIVE (Interactive Brokers, REAL MONEY)";
     snprintf(buf, len,
@@ -450,13 +608,16 @@ static const char *server_instructions(im_mcp *m, char *buf, size_t len) {
              "expires after %.0f s), then place_order(confirmation_token), which re-checks "
              "everything. An expired or used token means preview again.\n"
              "Rejections give reasons with figures: adjust and preview again. halt_trading stops "
-             "all new orders; only a human operator can resume.\n"
+             "all new orders; only a human operator can resume.\n%s"
              "Read-only resources: ibkr://status, ibkr://account, ibkr://positions, "
              "ibkr://orders/open, ibkr://trades, ibkr://limits, ibkr://quote/{symbol}.",
              mode,
              c->trading_enabled ? "ENABLED"
                                 : "DISABLED (read-only: previews work but issue no token)",
-             c->token_ttl_s);
+             c->token_ttl_s,
+             c->confirm_elicit ? "A human confirms orders before they are sent (elicitation); "
+                                 "if they decline, do not retry without asking them.\n"
+                               : "");
     return buf;
 }
 
@@ -483,6 +644,13 @@ static void do_initialize(im_mcp *m, const mcp_out *o, const cJSON *params) {
                 chosen = supported_versions[i];
     }
     snprintf(m->version, sizeof m->version, "%s", chosen);
+    {
+        /* Form elicitation: "elicitation": {} or {"form": {...}, ...}. */
+        const cJSON *caps = cJSON_GetObjectItemCaseSensitive(params, "capabilities");
+        const cJSON *el = cJSON_GetObjectItemCaseSensitive(caps, "elicitation");
+        m->client_elicit = cJSON_IsObject(el) &&
+                           (el->child == NULL || cJSON_GetObjectItemCaseSensitive(el, "form"));
+    }
     res = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "protocolVersion", chosen);
     cJSON_AddItemToObject(res, "capabilities", capabilities());
@@ -567,6 +735,33 @@ static void read_done(mcp_req *r, cJSON *result) {
     send_result_ex(m, &o, res, READ_TTL_MS, "private");
 }
 
+/* An input_required result (2026-07-28) carrying the question q
+ * ({id, message}); the client retries the call with the answer. */
+static void send_input_required(im_mcp *m, const mcp_out *o, const cJSON *q) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(q, "id");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(q, "message");
+    cJSON *res = cJSON_CreateObject(), *reqs, *one, *meta;
+    char *body;
+    cJSON_AddStringToObject(res, "resultType", "input_required");
+    reqs = cJSON_AddObjectToObject(res, "inputRequests");
+    one = cJSON_AddObjectToObject(reqs, CONFIRM_KEY);
+    cJSON_AddStringToObject(one, "method", "elicitation/create");
+    cJSON_AddItemToObject(one, "params",
+                          confirm_params(cJSON_IsString(msg) ? msg->valuestring : ""));
+    cJSON_AddStringToObject(res, "requestState", cJSON_IsString(id) ? id->valuestring : "");
+    meta = cJSON_AddObjectToObject(res, "_meta");
+    cJSON_AddItemToObject(meta, META_SERVER_INFO, server_info());
+    body = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    if (body == NULL) {
+        if (o->batch)
+            batch_release(m, o->batch);
+        return;
+    }
+    send_raw(m, o, "result", body);
+    cJSON_free(body);
+}
+
 static void call_done_cb(void *ud, cJSON *result) {
     mcp_req *r = ud;
     im_mcp *m = r->m;
@@ -577,7 +772,14 @@ static void call_done_cb(void *ud, cJSON *result) {
         read_done(r, result);
     } else {
         mcp_out o = {r->id, r->batch, r->modern};
-        send_result(m, &o, result);
+        cJSON *q = cJSON_DetachItemFromObjectCaseSensitive(result, IM_TOOLS_INPUT_REQUIRED);
+        if (q != NULL && r->modern) {
+            send_input_required(m, &o, q);
+            cJSON_Delete(result);
+        } else {
+            send_result(m, &o, result);
+        }
+        cJSON_Delete(q);
     }
     r->done = 1;
     if (!r->in_start)
@@ -587,7 +789,7 @@ static void call_done_cb(void *ud, cJSON *result) {
 /* Runs tool with args (not owned) for a request answered when it is done. */
 static void start_call(im_mcp *m, const mcp_out *o, const cJSON *id_json, int log_level,
                        const char *tool, const cJSON *args, int kind, im_mcp_view view,
-                       const char *uri) {
+                       const char *uri, const im_tools_call_opts *topts) {
     mcp_req *r;
     char msg[160];
 
@@ -618,7 +820,7 @@ static void start_call(im_mcp *m, const mcp_out *o, const cJSON *id_json, int lo
     m->reqs = r;
     m->inflight++;
     r->in_start = 1;
-    if (im_tools_call(m->o.tools, tool, args, call_done_cb, r, &r->call) != 0) {
+    if (im_tools_call_ex(m->o.tools, tool, args, topts, call_done_cb, r, &r->call) != 0) {
         /* Cannot happen after im_tools_has; answer anyway. */
         req_unlink(m, r);
         send_error(m, o, JSONRPC_INVALID_PARAMS, "Unknown tool", NULL);
@@ -650,8 +852,75 @@ static void do_tools_call(im_mcp *m, const mcp_out *o, const cJSON *id_json, int
         send_error(m, o, JSONRPC_INVALID_PARAMS, msg, NULL);
         return;
     }
-    start_call(m, o, id_json, log_level, name->valuestring, cJSON_IsObject(args) ? args : NULL,
-               REQ_TOOL, IM_MCP_VIEW_WHOLE, NULL);
+    {
+        /* How place_order may reach a human: a request to the client in
+         * the legacy era, the call's own result in 2026-07-28; nothing
+         * for a client without form elicitation. */
+        im_tools_call_opts topts;
+        im_confirmer conf;
+        memset(&topts, 0, sizeof topts);
+        memset(&conf, 0, sizeof conf);
+        conf.ud = m;
+        if (o->modern) {
+            const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+            const cJSON *caps = cJSON_GetObjectItemCaseSensitive(meta, META_CLIENT_CAPS);
+            const cJSON *el = cJSON_GetObjectItemCaseSensitive(caps, "elicitation");
+            const cJSON *state = cJSON_GetObjectItemCaseSensitive(params, "requestState");
+            if (cJSON_IsObject(el) &&
+                (el->child == NULL || cJSON_GetObjectItemCaseSensitive(el, "form"))) {
+                conf.ask = ask_input;
+                topts.confirmer = &conf;
+            }
+            if (cJSON_IsString(state)) {
+                const cJSON *resp = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(params, "inputResponses"), CONFIRM_KEY);
+                const cJSON *result = cJSON_GetObjectItemCaseSensitive(resp, "result");
+                topts.request_state = state->valuestring;
+                topts.answer = cJSON_IsObject(result) ? (int)confirm_answer_of(result)
+                               : resp == NULL         ? (int)IM_CONFIRM_CANCEL
+                                                      : (int)IM_CONFIRM_FAILED;
+            }
+        } else if (m->client_elicit) {
+            conf.ask = ask_elicit;
+            topts.confirmer = &conf;
+        }
+        start_call(m, o, id_json, log_level, name->valuestring,
+                   cJSON_IsObject(args) ? args : NULL, REQ_TOOL, IM_MCP_VIEW_WHOLE, NULL, &topts);
+    }
+}
+
+/* ibkr://journal: today's records, read synchronously (a bounded read of
+ * a local file). */
+static void read_journal(im_mcp *m, const mcp_out *o, const char *uri) {
+    im_journal *j = im_session_journal(m->o.session);
+    cJSON *recs = NULL, *doc, *res, *item;
+    char *text;
+    int rc = j ? im_journal_tail(j, 200, 256 * 1024, &recs) : IM_ENOENT;
+    if (rc != 0) {
+        cJSON *data = cJSON_CreateObject();
+        cJSON_AddStringToObject(data, "uri", uri);
+        send_error(m, o, JSONRPC_INTERNAL_ERROR,
+                   j ? "Could not read today's journal" : "This server keeps no journal", data);
+        return;
+    }
+    doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "path", im_journal_path(j));
+    cJSON_AddNumberToObject(doc, "count", cJSON_GetArraySize(recs));
+    cJSON_AddItemToObject(doc, "records", recs);
+    text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (text == NULL) {
+        send_error(m, o, JSONRPC_INTERNAL_ERROR, "Out of memory", NULL);
+        return;
+    }
+    res = cJSON_CreateObject();
+    item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "uri", uri);
+    cJSON_AddStringToObject(item, "mimeType", "application/json");
+    cJSON_AddStringToObject(item, "text", text);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "contents"), item);
+    cJSON_free(text);
+    send_result_ex(m, o, res, 0, "private");
 }
 
 static void do_resources_read(im_mcp *m, const mcp_out *o, const cJSON *id_json, int log_level,
@@ -667,7 +936,11 @@ static void do_resources_read(im_mcp *m, const mcp_out *o, const cJSON *id_json,
                    NULL);
         return;
     }
-    if (im_mcp_resource_lookup(uri->valuestring, &tool, &view, &args) != 0 ||
+    if (strcmp(uri->valuestring, IM_MCP_JOURNAL_URI) == 0) {
+        read_journal(m, o, uri->valuestring);
+        return;
+    }
+    if (im_mcp_resource_lookup(uri->valuestring, &tool, &view, &args) != 0 || tool == NULL ||
         !im_tools_has(m->o.tools, tool)) {
         cJSON_Delete(args);
         snprintf(msg, sizeof msg, "Resource not found: %s", QUOTE(q, uri->valuestring));
@@ -677,7 +950,7 @@ static void do_resources_read(im_mcp *m, const mcp_out *o, const cJSON *id_json,
         send_error(m, o, o->modern ? JSONRPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND, msg, data);
         return;
     }
-    start_call(m, o, id_json, log_level, tool, args, REQ_READ, view, uri->valuestring);
+    start_call(m, o, id_json, log_level, tool, args, REQ_READ, view, uri->valuestring, NULL);
     cJSON_Delete(args);
 }
 
@@ -904,8 +1177,8 @@ static void handle_message(im_mcp *m, const cJSON *msg, const char *line, size_t
     if (method == NULL && id != NULL &&
         (cJSON_GetObjectItemCaseSensitive(msg, "result") ||
          cJSON_GetObjectItemCaseSensitive(msg, "error"))) {
-        /* A response to a request of ours: none are outstanding yet. */
-        im_debug("ignoring a response with id %s", o.id);
+        /* A response to a request of ours (an elicitation). */
+        on_client_response(m, id, msg);
         if (b)
             batch_release(m, b);
     } else if (!cJSON_IsString(jv) || strcmp(jv->valuestring, "2.0") != 0) {

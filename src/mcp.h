@@ -12,6 +12,15 @@
  * list and read results, no ping or logging/setLevel, -32022 for a version
  * named in _meta that is not served.
  *
+ * Human confirmation of an order (IBKR_CONFIRM=elicit, a policy's
+ * require_approval): in the legacy era an elicitation/create request to a
+ * client that declared the elicitation capability (form), answered
+ * accept (with confirm = true) / decline / cancel, or timed out at the
+ * token's expiry; in 2026-07-28 an input_required result whose
+ * inputRequests.confirm_order carries the same question, answered by the
+ * client's retry with inputResponses and the echoed requestState. A client
+ * without elicitation gets a refusal, never a silent placement.
+ *
  * Log notifications (notifications/message) report risk rejections, order
  * changes, fills, connection changes and halts from the session: in the
  * legacy era once the client called logging/setLevel, at or above that
@@ -26,6 +35,7 @@
 #define IM_MCP_H
 
 #include <stddef.h>
+#include <uv.h>
 
 #include "session.h"
 #include "tools.h"
@@ -41,6 +51,7 @@ typedef struct im_mcp_opts {
     im_mcp_send_fn send;
     void *send_ud;
     size_t max_inflight;   /* 0 = 256 */
+    uv_loop_t *loop;       /* for timers (a confirmation's deadline); may be NULL */
 } im_mcp_opts;
 
 /* Subscribes to the session's events (for log notifications). */

@@ -3,7 +3,12 @@
  * Shutdown: on stdin EOF the server stops reading, lets the calls already
  * in flight finish and their responses drain (bounded by a deadline), then
  * closes every handle and runs the loop until uv_loop_close succeeds. On
- * SIGTERM or SIGINT it does the same without waiting for calls. */
+ * SIGTERM or SIGINT it does the same without waiting for calls.
+ *
+ * SIGHUP reloads the operator policies (im_app_reload_policies: the whole
+ * folder is checked before anything changes, so a broken file leaves the
+ * running set in force). The outcome goes to stderr and, with the origin
+ * "SIGHUP", to the journal. */
 #include "serve.h"
 
 #include <signal.h>
@@ -27,7 +32,7 @@ typedef struct serve {
     im_rpc *rpc;
     im_mcp *mcp;
     im_repl_server *repl;   /* the console socket, when IBKR_REPL=true */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     uv_timer_t unpause;       /* resumes reading from a later loop turn */
     uint64_t drain_deadline;
@@ -99,6 +104,7 @@ static void serve_stop(serve *s) {
     }
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     uv_close((uv_handle_t *)&s->drain, NULL);
     uv_close((uv_handle_t *)&s->unpause, NULL);
 }
@@ -127,6 +133,21 @@ static void serve_signal_cb(uv_signal_t *h, int signum) {
     serve *s = h->data;
     im_info("signal %d: shutting down", signum);
     serve_stop(s);
+}
+
+static void serve_sighup_cb(uv_signal_t *h, int signum) {
+    serve *s = h->data;
+    char err[512];
+    (void)signum;
+    if (s->stopping == 2)
+        return;
+    if (im_app_reload_policies(&s->app, "SIGHUP", err, sizeof err) != 0) {
+        im_warn("SIGHUP: policy reload failed, the running set stays in force: %s", err);
+        return;
+    }
+    im_info("SIGHUP: policies reloaded: %zu in force (set %.16s)",
+            s->app.policies ? im_policies_count(s->app.policies) : (size_t)0,
+            s->app.policies ? im_policies_hash(s->app.policies) : "");
 }
 
 /* The operator console socket: only when IBKR_REPL=true (read here, not in
@@ -171,15 +192,18 @@ int im_serve_run(void) {
     mo.session = s->app.session;
     mo.send = serve_send;
     mo.send_ud = s;
+    mo.loop = &s->loop;
     if (im_mcp_new(&mo, &s->mcp) != 0) {
         fprintf(stderr, "ibkr-mcp: out of memory\n");
         return 1;
     }
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
-    s->sigterm.data = s->sigint.data = s;
+    uv_signal_init(&s->loop, &s->sighup);
+    s->sigterm.data = s->sigint.data = s->sighup.data = s;
     uv_signal_start(&s->sigterm, serve_signal_cb, SIGTERM);
     uv_signal_start(&s->sigint, serve_signal_cb, SIGINT);
+    uv_signal_start(&s->sighup, serve_sighup_cb, SIGHUP);
     uv_timer_init(&s->loop, &s->drain);
     uv_timer_init(&s->loop, &s->unpause);
     s->unpause.data = s;

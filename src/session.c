@@ -18,6 +18,7 @@
 #include "session.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,8 @@ struct im_session {
     im_journal *journal;        /* may be NULL */
     unsigned long halts_seen;   /* journal halt records already acted on */
     char *kill_reason;          /* heap: why a KILL file halts (im_session_halted) */
+    int recon_state;            /* journal refs vs the broker: 0 to do, 1 running, 2 done */
+    struct sess_req *confirming;/* place requests waiting for a human's answer */
 };
 
 enum { REQ_PREVIEW = 1, REQ_PLACE };
@@ -104,6 +107,13 @@ typedef struct sess_req {
     void *ud;
     place_waiter *waiters;   /* place: replays waiting for this outcome */
     struct sess_req *next_active;
+    /* Human confirmation (place). */
+    int approvals;           /* policies that asked for a human's approval */
+    int confirmed;           /* a human accepted this order */
+    im_confirmer confirmer;  /* how to ask; ask == NULL: nobody can be asked */
+    char confirm_id[IM_CONFIRM_ID_LEN + 1];  /* "" unless waiting for an answer */
+    double confirm_deadline; /* clock time the answer is due */
+    struct sess_req *next_confirm;
 } sess_req;
 
 static void req_free(sess_req *r) {
@@ -282,6 +292,43 @@ static int session_journal(im_session *s, const char *kind, cJSON *fields) {
 /* Engages the kill switch for reason; with journal_it, journals it. A
  * journal failure replaces the reason even when already halted: it is the
  * one the operator must act on. */
+/* IBKR_HALT_CANCELS: a halt also cancels the working orders placed through
+ * ibkr-mcp (orderRef "im-..."), by this process or another one; orders a
+ * human placed by hand are left alone. */
+static void halt_cancel_cb(void *ud, int status, const char *msg, const im_order_info *o) {
+    IM_UNUSED(ud);
+    if (status == 0)
+        im_info("halt: order %s cancelled", o ? o->order_id : "?");
+    else if (status != IM_ECANCELED)
+        im_warn("halt: a cancel failed: %s", msg ? msg : im_strerror(status));
+}
+
+static void halt_orders_cb(void *ud, int status, const char *msg, const im_order_info *o,
+                           size_t n) {
+    im_session *s = ud;
+    cJSON *f, *arr;
+    if (status != 0) {
+        if (status != IM_ECANCELED)
+            im_warn("halt: working orders could not be listed, none was cancelled: %s",
+                    msg ? msg : im_strerror(status));
+        return;
+    }
+    f = cJSON_CreateObject();
+    arr = cJSON_AddArrayToObject(f, "cancel_requested");
+    for (size_t i = 0; i < n; i++) {
+        if (im_order_status_terminal(o[i].status) || strncmp(o[i].order.order_ref, "im-", 3) != 0)
+            continue;
+        if (s->broker->ops->cancel(s->broker, o[i].order_id, halt_cancel_cb, NULL) == 0 && arr) {
+            cJSON *it = cJSON_CreateObject();
+            cJSON_AddStringToObject(it, "order_id", o[i].order_id);
+            cJSON_AddStringToObject(it, "order_ref", o[i].order.order_ref);
+            cJSON_AddItemToArray(arr, it);
+        }
+    }
+    im_info("halt: cancel requested for %d working orders", cJSON_GetArraySize(arr));
+    session_journal(s, "halt_cancel", f);
+}
+
 static void session_halt_as(im_session *s, const char *reason, int journal_it) {
     int was = s->halted;
     if (!was || !journal_it)
@@ -295,8 +342,12 @@ static void session_halt_as(im_session *s, const char *reason, int journal_it) {
     if (journal_it) {
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "reason", s->halt_reason);
+        cJSON_AddBoolToObject(f, "cancels_working_orders", s->cfg->halt_cancels);
         if (session_journal(s, "halt", f) == 0 && s->journal != NULL)
             s->halts_seen = im_journal_state_get(s->journal)->halts;
+        if (s->cfg->halt_cancels &&
+            s->broker->ops->open_orders(s->broker, halt_orders_cb, s) != 0)
+            im_warn("halt: working orders could not be listed, none was cancelled");
     }
     {
         im_session_event se;
@@ -304,6 +355,130 @@ static void session_halt_as(im_session *s, const char *reason, int journal_it) {
         se.kind = IM_SEV_HALT;
         se.message = s->halt_reason;
         session_emit(s, &se);
+    }
+}
+
+/* ---- settling orders a previous process sent without an answer ---------- */
+
+/* Orders the journal says were sent before this start with no broker
+ * answer recorded are looked up by orderRef among the broker's open orders
+ * and today's executions once it is connected, and the outcome journalled
+ * ("reconciled"), so a crash between send and acknowledgement leaves
+ * neither a forgotten order nor a second one. */
+typedef struct sess_recon {
+    im_session *s;
+    im_order_info *orders;
+    size_t norders;
+} sess_recon;
+
+static void recon_execs_cb(void *ud, int status, const char *msg, const im_execution *e,
+                           size_t n) {
+    sess_recon *rc = ud;
+    im_session *s = rc->s;
+    size_t nrefs;
+    if (status != 0) {
+        im_warn("reconciliation: executions unavailable (%s); retried at the next connection",
+                msg ? msg : im_strerror(status));
+        s->recon_state = 0;
+        goto out;
+    }
+    {
+        const char(*refs)[IM_ORDER_REF_MAX] = im_journal_unacked(s->journal, &nrefs);
+        /* Copy: journalling a "reconciled" record edits the list. */
+        char(*mine)[IM_ORDER_REF_MAX] = nrefs ? malloc(nrefs * sizeof *mine) : NULL;
+        if (nrefs && mine == NULL) {
+            s->recon_state = 0;
+            goto out;
+        }
+        if (nrefs)
+            memcpy(mine, refs, nrefs * sizeof *mine);
+        for (size_t i = 0; i < nrefs; i++) {
+            const im_order_info *o = NULL;
+            double filled = 0;
+            const char *oid = NULL;
+            cJSON *f = cJSON_CreateObject();
+            for (size_t k = 0; k < rc->norders && o == NULL; k++)
+                if (strcmp(rc->orders[k].order.order_ref, mine[i]) == 0)
+                    o = &rc->orders[k];
+            for (size_t k = 0; k < n; k++) {
+                if (strcmp(e[k].order_ref, mine[i]) == 0) {
+                    filled += e[k].shares;
+                    oid = e[k].order_id;
+                }
+            }
+            cJSON_AddStringToObject(f, "order_ref", mine[i]);
+            cJSON_AddBoolToObject(f, "found", o != NULL || oid != NULL);
+            if (o != NULL) {
+                cJSON_AddStringToObject(f, "order_id", o->order_id);
+                cJSON_AddStringToObject(f, "status", im_order_status_str(o->status));
+                session_record_order(s, o);
+            } else if (oid != NULL) {
+                cJSON_AddStringToObject(f, "order_id", oid);
+                cJSON_AddStringToObject(f, "status", "FILLED");
+            }
+            cJSON_AddNumberToObject(f, "filled", filled);
+            if (o != NULL || oid != NULL)
+                im_info("reconciliation: order ref %s, sent before this start, is order %s at "
+                        "the broker (%s); it was not resent",
+                        mine[i], o ? o->order_id : oid, o ? im_order_status_str(o->status) : "FILLED");
+            else
+                im_warn("reconciliation: order ref %s, sent before this start, is not at the "
+                        "broker (no open order, no execution today): it was not placed, and is "
+                        "not resent",
+                        mine[i]);
+            session_journal(s, "reconciled", f);
+        }
+        free(mine);
+    }
+    s->recon_state = 2;
+out:
+    free(rc->orders);
+    free(rc);
+}
+
+static void recon_orders_cb(void *ud, int status, const char *msg, const im_order_info *o,
+                            size_t n) {
+    sess_recon *rc = ud;
+    im_session *s = rc->s;
+    if (status != 0) {
+        im_warn("reconciliation: open orders unavailable (%s); retried at the next connection",
+                msg ? msg : im_strerror(status));
+        s->recon_state = 0;
+        free(rc);
+        return;
+    }
+    if (n > 0) {
+        rc->orders = malloc(n * sizeof *rc->orders);
+        if (rc->orders != NULL) {
+            memcpy(rc->orders, o, n * sizeof *rc->orders);
+            rc->norders = n;
+        }
+    }
+    if (s->broker->ops->executions(s->broker, recon_execs_cb, rc) != 0) {
+        s->recon_state = 0;
+        free(rc->orders);
+        free(rc);
+    }
+}
+
+static void session_reconcile(im_session *s) {
+    size_t n;
+    sess_recon *rc;
+    if (s->journal == NULL || s->recon_state != 0)
+        return;
+    im_journal_unacked(s->journal, &n);
+    if (n == 0) {
+        s->recon_state = 2;
+        return;
+    }
+    rc = calloc(1, sizeof *rc);
+    if (rc == NULL)
+        return;
+    rc->s = s;
+    s->recon_state = 1;
+    if (s->broker->ops->open_orders(s->broker, recon_orders_cb, rc) != 0) {
+        s->recon_state = 0;
+        free(rc);
     }
 }
 
@@ -348,6 +523,8 @@ static void session_event_cb(void *ud, const im_broker_event *ev) {
         se.connected = ev->connected;
         se.message = ev->message;
         session_emit(s, &se);
+        if (ev->connected)
+            session_reconcile(s);
     }
 }
 
@@ -394,6 +571,8 @@ int im_session_new(const im_session_opts *o, im_session **out) {
             }
         }
         s->halts_seen = st->halts;
+        /* A restart does not reset the consecutive-reject breaker. */
+        s->consecutive_rejects = st->consecutive_rejects;
         f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "backend", s->cfg->backend);
         cJSON_AddStringToObject(f, "account", s->account_id);
@@ -405,15 +584,16 @@ int im_session_new(const im_session_opts *o, im_session **out) {
         cJSON_AddBoolToObject(f, "halted", s->halted);
         {
             /* Orders sent before a crash with no answer recorded: say so;
-             * they are never resent (reconciling them with the broker by
-             * orderRef comes with the TWS backend). */
+             * they are never resent, and a connecting broker settles them
+             * by orderRef (session_reconcile). */
             size_t n;
             const char(*refs)[IM_ORDER_REF_MAX] = im_journal_unacked(s->journal, &n);
             cJSON *arr = cJSON_AddArrayToObject(f, "unacknowledged_order_refs");
             for (size_t i = 0; i < n && arr != NULL; i++) {
                 cJSON_AddItemToArray(arr, cJSON_CreateString(refs[i]));
                 im_warn("journal: order %s was sent before this start but no broker answer "
-                        "was recorded; it is not resent: check the broker's open orders",
+                        "was recorded; it is not resent, and is looked up by its orderRef once "
+                        "the broker connects",
                         refs[i]);
             }
         }
@@ -433,6 +613,20 @@ void im_session_free(im_session *s) {
     if (s->broker->event_ud == s) {
         s->broker->on_event = NULL;
         s->broker->event_ud = NULL;
+    }
+    /* Orders still waiting for a human's answer: never sent, nobody left
+     * to tell (the protocol layer is gone). */
+    while (s->confirming != NULL) {
+        sess_req *r = s->confirming;
+        s->confirming = r->next_confirm;
+        while (r->waiters != NULL) {
+            place_waiter *w = r->waiters;
+            r->waiters = w->next;
+            free(w);
+        }
+        im_info("exit: order %s %.0f %s was waiting for a human's confirmation; not placed",
+                im_side_str(r->order.side), r->order.quantity, r->order.symbol);
+        req_free(r);
     }
     im_tokens_free(s->tokens);
     free(s->kill_reason);
@@ -484,7 +678,34 @@ const im_config *im_session_config(const im_session *s) { return s->cfg; }
 im_broker *im_session_broker(const im_session *s) { return s->broker; }
 im_tokens *im_session_tokens(const im_session *s) { return s->tokens; }
 double im_session_now(const im_session *s) { return im_clock_now(s->clock); }
-const char *im_session_account_id(const im_session *s) { return s->account_id; }
+const char *im_session_account_id(const im_session *s) {
+    im_broker_info bi;
+    /* A TWS backend learns its account at connection time. */
+    if (s->broker->ops->info != NULL) {
+        s->broker->ops->info(s->broker, &bi);
+        if (bi.account_id != NULL && bi.account_id[0] != '\0')
+            return bi.account_id;
+    }
+    return s->account_id;
+}
+
+void im_session_set_policies(im_session *s, im_policies *p) {
+    /* Policies run synchronously inside one decision, never across a
+     * yield, so between two calls nothing holds the old set. */
+    s->policies = p;
+}
+
+int im_session_record(im_session *s, const char *kind, cJSON *fields) {
+    return session_journal(s, kind, fields);
+}
+
+const char *im_session_live_block(const im_session *s) {
+    const char *acct = im_session_account_id(s);
+    if (s->cfg->allow_live_account || im_account_is_paper(acct))
+        return NULL;
+    return acct[0] ? "live account: set IBKR_ALLOW_LIVE_ACCOUNT=true to trade it"
+                   : "account not known yet (not connected)";
+}
 im_policies *im_session_policies(const im_session *s) { return s->policies; }
 int im_session_trading_enabled(const im_session *s) { return s->cfg->trading_enabled; }
 
@@ -886,6 +1107,21 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
     }
     in.consecutive_rejects = s->consecutive_rejects;
     im_risk_check(&s->cfg->limits, &in, risk);
+    if (im_session_live_block(s) != NULL) {
+        /* The live-account gate: paper accounts (DU, DF) only, unless the
+         * operator opted in. Reads are never gated. */
+        const char *acct = im_session_account_id(s);
+        if (acct[0])
+            im_risk_reject(risk, "RISK_LIVE_ACCOUNT",
+                           "Account %s is a live (non-paper) account; this server trades it only "
+                           "when the operator sets IBKR_ALLOW_LIVE_ACCOUNT=true. Paper account ids "
+                           "start with DU or DF.",
+                           acct);
+        else
+            im_risk_reject(risk, "RISK_LIVE_ACCOUNT",
+                           "The account is not known yet (the broker is not connected), so it "
+                           "cannot be confirmed to be a paper account.");
+    }
     /* Policies see only well-formed orders: a malformed one is already
      * rejected, and its fields would only confuse them. */
     int malformed = 0;
@@ -915,11 +1151,23 @@ static void req_risk(sess_req *r, int stage, im_risk_result *risk) {
         pi.nfills = r->nfills;
         pi.limits = &s->cfg->limits;
         pi.now = in.now;
-        /* Policies only add reasons; require_approval is a rejection until
-         * this server can ask a human (MCP elicitation). */
+        /* Policies only add reasons; a require_approval is a rejection
+         * unless a human accepts this very order (place_decide asks). */
         im_policies_check(s->policies, &pi, risk, &approvals);
+        r->approvals = approvals;
+        if (r->confirmed && approvals > 0) {
+            /* Granted: drop those reasons, keep every other. */
+            size_t k = 0;
+            for (size_t i = 0; i < risk->nreasons; i++)
+                if (strcmp(risk->reasons[i].code, "POLICY_APPROVAL_REQUIRED") != 0)
+                    risk->reasons[k++] = risk->reasons[i];
+            risk->nreasons = k;
+            risk->approved = k == 0;
+        }
     }
 }
+
+static int confirm_needed(sess_req *r, const im_risk_result *risk, char *why, size_t n);
 
 static void preview_decide(sess_req *r) {
     im_session *s = r->s;
@@ -931,6 +1179,16 @@ static void preview_decide(sess_req *r) {
         p.quote = r->quote;
     p.trading_enabled = s->cfg->trading_enabled;
     req_risk(r, IM_RISK_PREVIEW, &p.risk);
+    if (confirm_needed(r, &p.risk, p.confirm_reason, sizeof p.confirm_reason)) {
+        /* A question for a human at placement, not a rejection now. */
+        size_t k = 0;
+        for (size_t i = 0; i < p.risk.nreasons; i++)
+            if (strcmp(p.risk.reasons[i].code, "POLICY_APPROVAL_REQUIRED") != 0)
+                p.risk.reasons[k++] = p.risk.reasons[i];
+        p.risk.nreasons = k;
+        p.risk.approved = k == 0;
+        p.confirm_required = 1;
+    }
     if (p.risk.approved && p.trading_enabled) {
         im_token_entry *e;
         double now = im_clock_now(s->clock);
@@ -1071,7 +1329,7 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
 }
 
 /* Answers a place request that re-validation (res->risk) refused. */
-static void place_rejected(sess_req *r, im_place_result *res) {
+static void place_refused(sess_req *r, im_place_result *res, int count_it) {
     im_session *s = r->s;
     size_t off;
     res->status = IM_ERISK;
@@ -1090,6 +1348,7 @@ static void place_rejected(sess_req *r, im_place_result *res) {
         json_risk(f, &res->risk);
         im_journal_token_hash(r->entry->token, h);
         cJSON_AddStringToObject(f, "token_hash", h);
+        cJSON_AddBoolToObject(f, "breaker", count_it);
         session_journal(s, "place_reject", f);
     }
     {
@@ -1100,9 +1359,14 @@ static void place_rejected(sess_req *r, im_place_result *res) {
         se.risk = &res->risk;
         session_emit(s, &se);
     }
-    session_count_reject(s, 1);
+    if (count_it)
+        session_count_reject(s, 1);
     place_finish(r, res);
 }
+
+/* A refusal at re-validation counts toward the consecutive-reject breaker;
+ * a human's "no" does not. */
+static void place_rejected(sess_req *r, im_place_result *res) { place_refused(r, res, 1); }
 
 /* The daily caps once more, under the journal's lock: another server on
  * the state directory may have sent an order between this decision and
@@ -1126,6 +1390,266 @@ static int session_sent_guard(void *ud, const im_journal_state *st) {
     return st->notional + g->notional > g->limits->max_daily_notional + 0.005;
 }
 
+/* ---- human confirmation ---------------------------------------------------- */
+
+/* Whether this order needs a human's "yes" before it is sent: a policy
+ * asked for approval and nothing else refused it, or IBKR_CONFIRM=elicit
+ * and its notional is above IBKR_CONFIRM_ABOVE_NOTIONAL. */
+static int confirm_needed(sess_req *r, const im_risk_result *risk, char *why, size_t n) {
+    const im_config *cfg = r->s->cfg;
+    if (!risk->approved) {
+        size_t k = 0;
+        if (r->approvals == 0)
+            return 0;
+        for (size_t i = 0; i < risk->nreasons; i++)
+            k += strcmp(risk->reasons[i].code, "POLICY_APPROVAL_REQUIRED") == 0;
+        if (k != risk->nreasons)
+            return 0; /* refused for other reasons: no question to ask */
+        snprintf(why, n, "%.150s", risk->reasons[0].text);
+        return 1;
+    }
+    if (cfg->confirm_elicit && isfinite(risk->notional) &&
+        risk->notional > cfg->confirm_above_notional) {
+        if (cfg->confirm_above_notional > 0)
+            snprintf(why, n, "IBKR_CONFIRM=elicit: orders above $%.2f need a human's confirmation",
+                     cfg->confirm_above_notional);
+        else
+            snprintf(why, n, "IBKR_CONFIRM=elicit: every order needs a human's confirmation");
+        return 1;
+    }
+    return 0;
+}
+
+static void confirm_unlink(sess_req *r) {
+    for (sess_req **pp = &r->s->confirming; *pp; pp = &(*pp)->next_confirm) {
+        if (*pp == r) {
+            *pp = r->next_confirm;
+            break;
+        }
+    }
+    r->next_confirm = NULL;
+    r->confirm_id[0] = '\0';
+}
+
+static void confirm_refuse(sess_req *r, const char *code, const char *fmt, ...)
+    IM_PRINTF(3, 4);
+static void confirm_refuse(sess_req *r, const char *code, const char *fmt, ...) {
+    im_place_result res;
+    char text[IM_RISK_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    place_result_init(&res, 0);
+    im_risk_reject(&res.risk, code, "%s", text);
+    place_refused(r, &res, 0);
+}
+
+/* Asks the human; the answer arrives in confirm_resolve. */
+static void place_confirm(sess_req *r, const im_risk_result *risk, const char *why) {
+    im_session *s = r->s;
+    double now = im_clock_now(s->clock), left = r->entry->expires_at - now;
+    unsigned char raw[IM_CONFIRM_ID_LEN / 2];
+    char money[48], px[64] = "", msg[400];
+    im_confirm_request q;
+    int rc;
+
+    if (r->confirmer.ask == NULL) {
+        confirm_refuse(r, "CONFIRM_UNAVAILABLE",
+                       "This order needs a human's confirmation (%s), but this MCP client cannot "
+                       "ask one (it did not declare the elicitation capability); it was not "
+                       "placed. The confirmation token is spent.",
+                       why);
+        return;
+    }
+    if (!(left >= 1)) {
+        confirm_refuse(r, "CONFIRM_TIMEOUT",
+                       "This order needs a human's confirmation (%s), but its token has no time "
+                       "left to ask; it was not placed. Preview it again.",
+                       why);
+        return;
+    }
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(r->confirm_id, sizeof r->confirm_id, raw, sizeof raw);
+    r->confirm_deadline = now + left;
+    r->next_confirm = s->confirming;
+    s->confirming = r;
+    im_risk_fmt_money(risk->notional, money, sizeof money);
+    if (r->order.type == IM_OT_LMT || r->order.type == IM_OT_STP_LMT)
+        snprintf(px, sizeof px, " limit %.2f", r->order.limit_price);
+    if (r->order.type == IM_OT_STP || r->order.type == IM_OT_STP_LMT)
+        snprintf(px + strlen(px), sizeof px - strlen(px), " stop %.2f", r->order.stop_price);
+    snprintf(msg, sizeof msg,
+             "Confirm order: %s %.0f %s %s%s %s, about %s (reference price %.2f). Asked because "
+             "%.150s. Answer within %.0f s; no answer means it is not placed.",
+             im_side_str(r->order.side), r->order.quantity, r->order.symbol,
+             im_order_type_str(r->order.type), px, im_tif_str(r->order.tif), money,
+             risk->reference_price, why, left);
+    {
+        cJSON *f = cJSON_CreateObject();
+        char h[IM_JOURNAL_HASH_HEX];
+        json_order(f, &r->order);
+        cJSON_AddNumberToObject(f, "notional", risk->notional);
+        cJSON_AddStringToObject(f, "why", why);
+        im_journal_token_hash(r->entry->token, h);
+        cJSON_AddStringToObject(f, "token_hash", h);
+        session_journal(s, "confirm_asked", f);
+    }
+    memset(&q, 0, sizeof q);
+    q.id = r->confirm_id;
+    q.order = &r->order;
+    q.notional = risk->notional;
+    q.message = msg;
+    q.expires_in = left;
+    im_info("asking a human to confirm %s %.0f %s (%s)", im_side_str(r->order.side),
+            r->order.quantity, r->order.symbol, why);
+    rc = r->confirmer.ask(r->confirmer.ud, &q);
+    if (rc == 0)
+        return; /* the answer comes through im_session_confirm_answer */
+    if (rc == IM_EINPUT) {
+        /* The question travels in this call's result; the answer comes
+         * with a retry. Until then nobody waits on this request. */
+        im_place_result res;
+        place_result_init(&res, IM_EINPUT);
+        snprintf(res.confirm_id, sizeof res.confirm_id, "%s", r->confirm_id);
+        snprintf(res.confirm_message, sizeof res.confirm_message, "%s", msg);
+        res.confirm_expires_in = left;
+        snprintf(res.message, sizeof res.message,
+                 "This order waits for a human's confirmation: %s Nothing has been sent yet.",
+                 msg);
+        r->place_cb(r->ud, &res);
+        r->place_cb = NULL;
+        r->ud = NULL;
+        return;
+    }
+    confirm_unlink(r);
+    confirm_refuse(r, "CONFIRM_UNAVAILABLE",
+                   "This order needs a human's confirmation (%s), but the client could not be "
+                   "asked (%s); it was not placed. The confirmation token is spent.",
+                   why, im_strerror(rc));
+}
+
+static void place_ignore_cb(void *ud, const im_place_result *res) {
+    IM_UNUSED(ud);
+    IM_UNUSED(res);
+}
+
+static void confirm_resolve(sess_req *r, im_confirm_answer a) {
+    im_session *s = r->s;
+    static const char *names[] = {"", "accept", "decline", "cancel", "timeout", "failed"};
+    cJSON *f = cJSON_CreateObject();
+    confirm_unlink(r);
+    if (r->place_cb == NULL) {
+        /* Deferred and never retried: nobody to tell. */
+        r->place_cb = place_ignore_cb;
+    }
+    json_order(f, &r->order);
+    cJSON_AddStringToObject(f, "answer", a >= 1 && a <= 5 ? names[a] : "?");
+    session_journal(s, "confirm_answer", f);
+    im_info("confirmation of %s %.0f %s: %s", im_side_str(r->order.side), r->order.quantity,
+            r->order.symbol, a >= 1 && a <= 5 ? names[a] : "?");
+    switch (a) {
+    case IM_CONFIRM_ACCEPT:
+        /* Re-validated with fresh data before it is sent: nothing of the
+         * first snapshot may stand in for a read that fails now. */
+        free(r->fills);
+        free(r->open_orders);
+        r->fills = NULL;
+        r->open_orders = NULL;
+        r->nfills = r->nopen = 0;
+        r->have_quote = r->have_account = 0;
+        r->position_qty = r->position_avg_cost = r->gross_position_value = 0;
+        r->working_buy = r->working_sell = 0;
+        r->open_total = r->open_symbol = 0;
+        r->confirmed = 1;
+        if (req_start(r) != 0)
+            req_fail(r, IM_EIO, "the broker could not be asked for a fresh quote");
+        return;
+    case IM_CONFIRM_DECLINE:
+        confirm_refuse(r, "CONFIRM_DECLINED",
+                       "The human declined this order; it was not placed. Do not retry it "
+                       "without asking them. The confirmation token is spent.");
+        return;
+    case IM_CONFIRM_CANCEL:
+        confirm_refuse(r, "CONFIRM_CANCELLED",
+                       "The human dismissed the confirmation without accepting; the order was not "
+                       "placed. The confirmation token is spent.");
+        return;
+    case IM_CONFIRM_TIMEOUT:
+        confirm_refuse(r, "CONFIRM_TIMEOUT",
+                       "No human answered the confirmation before the token expired; the order "
+                       "was not placed. Preview it again if it is still wanted.");
+        return;
+    default:
+        confirm_refuse(r, "CONFIRM_FAILED",
+                       "The confirmation could not be completed (the client answered with an "
+                       "error); the order was not placed. The confirmation token is spent.");
+        return;
+    }
+}
+
+static sess_req *confirm_find(im_session *s, const char *id) {
+    if (id == NULL || strlen(id) != IM_CONFIRM_ID_LEN)
+        return NULL;
+    for (sess_req *r = s->confirming; r; r = r->next_confirm)
+        if (sodium_memcmp(r->confirm_id, id, IM_CONFIRM_ID_LEN) == 0)
+            return r;
+    return NULL;
+}
+
+/* Questions whose time is up are answered "timeout" (the asker's own
+ * timer normally gets there first; a deferred one has no timer). */
+static void confirm_sweep(im_session *s) {
+    double now = im_clock_now(s->clock);
+    for (;;) {
+        sess_req *r;
+        for (r = s->confirming; r; r = r->next_confirm)
+            if (now > r->confirm_deadline)
+                break;
+        if (r == NULL)
+            return;
+        confirm_resolve(r, IM_CONFIRM_TIMEOUT);
+    }
+}
+
+void im_session_confirm_answer(im_session *s, const char *id, im_confirm_answer a) {
+    sess_req *r = confirm_find(s, id);
+    if (r == NULL || r->place_cb == NULL)
+        return; /* expired, answered, or awaiting a retry */
+    if (a == IM_CONFIRM_ACCEPT && im_clock_now(s->clock) > r->confirm_deadline)
+        a = IM_CONFIRM_TIMEOUT;
+    confirm_resolve(r, a);
+}
+
+int im_session_place_resume(im_session *s, const char *id, const char *token,
+                            im_confirm_answer a, im_place_cb cb, void *ud) {
+    sess_req *r;
+    im_place_result res;
+    if (s == NULL || id == NULL || token == NULL || cb == NULL)
+        return IM_EINVAL;
+    confirm_sweep(s);
+    r = confirm_find(s, id);
+    if (r == NULL || r->place_cb != NULL || strcmp(r->entry->token, token) != 0) {
+        place_result_init(&res, IM_ETOKEN_UNKNOWN);
+        snprintf(res.message, sizeof res.message,
+                 "This confirmation is unknown, already answered or expired; nothing was placed. "
+                 "Call preview_order again.");
+        cb(ud, &res);
+        return 0;
+    }
+    r->place_cb = cb;
+    r->ud = ud;
+    confirm_resolve(r, a);
+    return 0;
+}
+
+size_t im_session_confirming(const im_session *s) {
+    size_t n = 0;
+    for (const sess_req *r = s->confirming; r; r = r->next_confirm)
+        n++;
+    return n;
+}
+
 static void place_decide(sess_req *r) {
     im_session *s = r->s;
     im_place_result res;
@@ -1133,6 +1657,13 @@ static void place_decide(sess_req *r) {
 
     place_result_init(&res, 0);
     req_risk(r, IM_RISK_PLACE, &res.risk);
+    if (!r->confirmed) {
+        char why[200];
+        if (confirm_needed(r, &res.risk, why, sizeof why)) {
+            place_confirm(r, &res.risk, why);
+            return;
+        }
+    }
     if (!res.risk.approved) {
         place_rejected(r, &res);
         return;
@@ -1238,6 +1769,11 @@ int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void 
 }
 
 int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud) {
+    return im_session_place_ex(s, token, NULL, cb, ud);
+}
+
+int im_session_place_ex(im_session *s, const char *token, const im_confirmer *c,
+                        im_place_cb cb, void *ud) {
     im_place_result res;
     im_token_entry *e = NULL;
     sess_req *r;
@@ -1245,6 +1781,7 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
 
     if (s == NULL || token == NULL || cb == NULL)
         return IM_EINVAL;
+    confirm_sweep(s);
     if (!s->cfg->trading_enabled) {
         place_result_init(&res, IM_EDISABLED);
         snprintf(res.message, sizeof res.message,
@@ -1266,6 +1803,14 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
         /* Its own placement is still in flight: answer when it completes,
          * so this caller too learns which order the token placed. */
         for (sess_req *a = s->active_places; a != NULL; a = a->next_active) {
+            if (a->entry == e && a->confirm_id[0]) {
+                place_result_init(&res, IM_ETOKEN_USED);
+                snprintf(res.message, sizeof res.message,
+                         "This token's order is waiting for a human's confirmation; nothing has "
+                         "been sent yet. It is placed only if they accept.");
+                cb(ud, &res);
+                return 0;
+            }
             if (a->entry == e) {
                 place_waiter *w = calloc(1, sizeof *w);
                 if (w == NULL)
@@ -1341,6 +1886,8 @@ int im_session_place(im_session *s, const char *token, im_place_cb cb, void *ud)
     r->entry = e;
     r->place_cb = cb;
     r->ud = ud;
+    if (c != NULL)
+        r->confirmer = *c;
     r->next_active = s->active_places;
     s->active_places = r;
     rc = req_start(r);

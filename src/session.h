@@ -45,8 +45,21 @@ im_broker *im_session_broker(const im_session *s);
 im_tokens *im_session_tokens(const im_session *s);
 double im_session_now(const im_session *s);
 const char *im_session_account_id(const im_session *s);
+/* NULL when the account may be traded; otherwise a short reason: a live
+ * account (id not starting DU/DF) without IBKR_ALLOW_LIVE_ACCOUNT=true, or
+ * no account known yet. Previews and placements are rejected with
+ * RISK_LIVE_ACCOUNT while it is not NULL. */
+const char *im_session_live_block(const im_session *s);
 /* The operator policies in force (may be NULL). */
 im_policies *im_session_policies(const im_session *s);
+/* Puts a new policy set in force for the next decision (p not owned; may
+ * be NULL). The caller frees the old set after this returns. */
+void im_session_set_policies(im_session *s, im_policies *p);
+/* Appends a record of kind with fields (taken over, freed here) to the
+ * journal, fsync'd; 0 without a journal. A failed write halts trading
+ * (fail closed) and returns its code. For events the session does not see
+ * itself: an operator console's actions, a policy reload. */
+int im_session_record(im_session *s, const char *kind, cJSON *fields);
 int im_session_trading_enabled(const im_session *s);
 /* Orders submitted this New York trading day. */
 int im_session_orders_today(im_session *s);
@@ -115,6 +128,11 @@ typedef struct im_preview {
     int trading_enabled;
     char token[IM_TOKEN_LEN + 1];   /* empty when no token was issued */
     double expires_in;              /* seconds; 0 without a token */
+    /* A human will be asked to confirm at placement (IBKR_CONFIRM=elicit
+     * above its threshold, or a policy's require_approval, which then does
+     * not count as a rejection here). */
+    int confirm_required;
+    char confirm_reason[200];
 } im_preview;
 
 /* status 0: *p holds the decision (approved or not). Otherwise the preview
@@ -123,15 +141,72 @@ typedef void (*im_preview_cb)(void *ud, int status, const char *msg, const im_pr
 /* Returns 0 (cb will be called once) or an error (cb never called). */
 int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void *ud);
 
+#define IM_CONFIRM_ID_LEN 32   /* hex characters */
+
 typedef struct im_place_result {
     int status;               /* 0 = sent; see im_session_place */
     char message[512];        /* a sentence for the agent */
     im_order_info order;      /* the order (status 0, and IM_ETOKEN_USED when known) */
     int have_order;
     im_risk_result risk;      /* IM_ERISK: the reasons */
+    /* IM_EINPUT: the order waits for a human's answer, which comes with a
+     * retry (im_session_place_resume) naming confirm_id. */
+    char confirm_id[IM_CONFIRM_ID_LEN + 1];
+    char confirm_message[400];   /* what to show the human */
+    double confirm_expires_in;   /* seconds left to answer */
 } im_place_result;
 
 typedef void (*im_place_cb)(void *ud, const im_place_result *r);
+
+/* ---- human confirmation (IBKR_CONFIRM=elicit, a policy's require_approval) ----
+ * When an order needs a human's confirmation, place stops after the
+ * re-validation and asks through the confirmer its caller gave (the MCP
+ * layer: elicitation/create, or an input_required result in 2026-07-28).
+ * The token is already spent. Accept -> the order is re-validated with
+ * fresh data and sent; decline, cancel, no answer before the token would
+ * have expired, or a client that cannot ask -> not placed. The agent never
+ * answers: the question goes to the client application's human. */
+typedef enum im_confirm_answer {
+    IM_CONFIRM_ACCEPT = 1,
+    IM_CONFIRM_DECLINE,
+    IM_CONFIRM_CANCEL,    /* dismissed without a choice */
+    IM_CONFIRM_TIMEOUT,   /* no answer in time */
+    IM_CONFIRM_FAILED,    /* the client answered with an error */
+} im_confirm_answer;
+
+typedef struct im_confirm_request {
+    const char *id;            /* IM_CONFIRM_ID_LEN hex characters */
+    const im_order *order;
+    double notional;
+    const char *message;       /* a sentence for the human, with the figures */
+    double expires_in;         /* seconds left to answer */
+} im_confirm_request;
+
+typedef struct im_confirmer {
+    /* Returns 0 when it started asking (the answer comes later through
+     * im_session_confirm_answer, never from inside ask), IM_EINPUT when
+     * the question must travel in the call's result (the answer comes with
+     * im_session_place_resume), or another code when this client cannot
+     * be asked (then the order is refused with CONFIRM_UNAVAILABLE). */
+    int (*ask)(void *ud, const im_confirm_request *q);
+    void *ud;                  /* must outlive the session's requests */
+    int mode;                  /* the asker's own: e.g. which protocol era */
+} im_confirmer;
+
+/* Like im_session_place, with a way to ask a human (c may be NULL: an
+ * order that needs confirmation is then refused). */
+int im_session_place_ex(im_session *s, const char *token, const im_confirmer *c,
+                        im_place_cb cb, void *ud);
+/* The answer to a question asked with status 0. Unknown ids are ignored. */
+void im_session_confirm_answer(im_session *s, const char *id, im_confirm_answer a);
+/* The retry that carries the answer to an IM_EINPUT result: id and token
+ * must match the waiting order. cb is called exactly once. Returns 0 or
+ * IM_EINVAL. */
+int im_session_place_resume(im_session *s, const char *id, const char *token,
+                            im_confirm_answer a, im_place_cb cb, void *ud);
+/* Orders waiting for a human's answer. */
+size_t im_session_confirming(const im_session *s);
+
 /* Redeems token and, after re-validation, sends its order. The result's
  * status: 0 sent (order holds the broker's answer, which may itself say
  * REJECTED); IM_ETOKEN_UNKNOWN; IM_ETOKEN_USED (order names what the token

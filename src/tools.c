@@ -57,6 +57,16 @@ struct im_tool_call {
     int sync_ready;          /* its operation completed before it returned */
     int waiting;             /* parked in a yield */
     int abandoned;
+    /* Human confirmation for place_order (im_tools_call_ex). */
+    im_confirmer confirmer;
+    int have_confirmer;
+    char request_state[IM_CONFIRM_ID_LEN + 1];  /* a 2026-07-28 retry; "" otherwise */
+    int answer;              /* the im_confirm_answer that retry carries */
+    /* The call ended waiting for a human: the result carries the question. */
+    int input_required;
+    char confirm_id[IM_CONFIRM_ID_LEN + 1];
+    char confirm_message[400];
+    double confirm_expires_in;
 };
 
 static im_tool_call *call_of(lua_State *L) {
@@ -141,6 +151,15 @@ static void call_finish(im_tool_call *c, cJSON *result) {
     im_tools *t = c->t;
     if (c->handle)
         *c->handle = NULL;
+    if (c->input_required && result != NULL) {
+        /* For the protocol layer: this call's answer is a question for a
+         * human (an input_required result in 2026-07-28). */
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddStringToObject(q, "id", c->confirm_id);
+        cJSON_AddStringToObject(q, "message", c->confirm_message);
+        cJSON_AddNumberToObject(q, "expires_in", c->confirm_expires_in);
+        cJSON_AddItemToObject(result, IM_TOOLS_INPUT_REQUIRED, q);
+    }
     luaL_unref(t->L, LUA_REGISTRYINDEX, c->co_ref);
     t->pending--;
     if (!c->abandoned && c->cb)
@@ -416,6 +435,9 @@ static int build_preview(lua_State *L) {
     lua_setfield(L, -2, "codes");
     lua_setfield(L, -2, "risk"); /* [preview] */
     set_bool(L, "trading_enabled", p->trading_enabled);
+    set_bool(L, "confirmation_required", p->confirm_required);
+    if (p->confirm_required)
+        set_str(L, "confirmation_reason", p->confirm_reason);
     if (p->token[0]) {
         set_str(L, "confirmation_token", p->token);
         set_num(L, "token_expires_in_seconds", p->expires_in);
@@ -500,7 +522,14 @@ static void preview_cb(void *ud, int status, const char *msg, const im_preview *
 }
 
 static void place_cb(void *ud, const im_place_result *r) {
-    call_deliver(ud, build_place, (void *)r);
+    im_tool_call *c = ud;
+    if (r->status == IM_EINPUT) {
+        c->input_required = 1;
+        snprintf(c->confirm_id, sizeof c->confirm_id, "%s", r->confirm_id);
+        snprintf(c->confirm_message, sizeof c->confirm_message, "%s", r->confirm_message);
+        c->confirm_expires_in = r->confirm_expires_in;
+    }
+    call_deliver(c, build_place, (void *)r);
 }
 
 static void cancel_cb(void *ud, int status, const char *msg, const im_order_info *o) {
@@ -648,7 +677,13 @@ static int host_preview(lua_State *L) {
 static int host_place(lua_State *L) {
     const char *token = luaL_checkstring(L, 1);
     im_tool_call *c = host_enter(L, "place");
-    return host_leave(L, c, im_session_place(session_of(L), token, place_cb, c));
+    if (c->request_state[0])
+        return host_leave(L, c, im_session_place_resume(session_of(L), c->request_state, token,
+                                                        (im_confirm_answer)c->answer, place_cb,
+                                                        c));
+    return host_leave(L, c, im_session_place_ex(session_of(L), token,
+                                                c->have_confirmer ? &c->confirmer : NULL,
+                                                place_cb, c));
 }
 
 static int host_cancel(lua_State *L) {
@@ -666,9 +701,14 @@ static int host_halt(lua_State *L) {
     lua_createtable(L, 0, 3);
     set_bool(L, "halted", 1);
     set_str(L, "reason", why);
-    set_str(L, "message", "Trading is halted: no new order will be accepted. Working orders "
-                          "stay at the broker; cancel them with cancel_order if needed. Only "
-                          "an operator can resume trading.");
+    set_str(L, "message",
+            im_session_config(s)->halt_cancels
+                ? "Trading is halted: no new order will be accepted, and the working orders "
+                  "placed through this server are being cancelled (check get_open_orders). "
+                  "Only an operator can resume trading."
+                : "Trading is halted: no new order will be accepted. Working orders stay at "
+                  "the broker (IBKR_HALT_CANCELS=false); cancel them with cancel_order if "
+                  "needed. Only an operator can resume trading.");
     return 1;
 }
 
@@ -685,6 +725,39 @@ static int host_status(lua_State *L) {
     set_bool(L, "connected", b->ops->connected(b));
     set_bool(L, "trading_enabled", cfg->trading_enabled);
     set_str(L, "account", im_session_account_id(s));
+    {
+        const char *acct = im_session_account_id(s);
+        const char *block = im_session_live_block(s);
+        im_broker_info bi;
+        set_str(L, "account_type", acct[0] == '\0' ? "unknown"
+                                   : im_account_is_paper(acct) ? "paper" : "live");
+        set_bool(L, "live_trading_allowed", cfg->allow_live_account);
+        if (block != NULL)
+            set_str(L, "trading_blocked", block);
+        b->ops->info(b, &bi);
+        lua_createtable(L, 0, 10); /* [status, connection] */
+        set_str(L, "state", bi.state);
+        if (bi.host[0]) {
+            set_str(L, "host", bi.host);
+            set_num(L, "port", bi.port);
+            set_num(L, "client_id", bi.client_id);
+            set_num(L, "server_version", bi.server_version);
+            set_num(L, "reconnects", bi.reconnects);
+            if (bi.next_retry_in > 0)
+                set_num(L, "next_retry_in_seconds", r2(bi.next_retry_in));
+            set_bool(L, "delayed_data", bi.delayed_data);
+        }
+        if (bi.last_error[0]) {
+            set_str(L, "last_error", bi.last_error);
+            if (bi.last_error_at > 0)
+                set_time(L, "last_error_at", bi.last_error_at);
+        }
+        if (strcmp(b->ops->name, "sim") == 0)
+            set_str(L, "account_file", bi.account_file ? bi.account_file
+                                                       : "(in memory only: not kept across "
+                                                         "restarts)");
+        lua_setfield(L, -2, "connection"); /* [status] */
+    }
     set_bool(L, "halted", halted);
     if (halted)
         set_str(L, "halt_reason", why);
@@ -725,6 +798,9 @@ static int host_status(lua_State *L) {
     set_num(L, "max_daily_notional", l->max_daily_notional);
     set_num(L, "max_daily_loss", l->max_daily_loss);
     set_num(L, "max_consecutive_rejects", l->max_consecutive_rejects);
+    set_str(L, "confirm", cfg->confirm_elicit ? "elicit" : "off");
+    set_num(L, "confirm_above_notional", cfg->confirm_above_notional);
+    set_bool(L, "halt_cancels_working_orders", cfg->halt_cancels);
     lua_setfield(L, -2, "limits"); /* [status] */
     im_policies *pol = im_session_policies(s);
     size_t np = pol ? im_policies_count(pol) : 0;
@@ -1009,6 +1085,12 @@ static int build_call(lua_State *L) {
 
 int im_tools_call(im_tools *t, const char *name, const cJSON *args, im_tool_done_cb cb,
                   void *ud, im_tool_call **handle) {
+    return im_tools_call_ex(t, name, args, NULL, cb, ud, handle);
+}
+
+int im_tools_call_ex(im_tools *t, const char *name, const cJSON *args,
+                     const im_tools_call_opts *opts, im_tool_done_cb cb, void *ud,
+                     im_tool_call **handle) {
     const tool_def *d = find_def(t, name);
     cJSON *empty = NULL;
     char err[512];
@@ -1038,6 +1120,14 @@ int im_tools_call(im_tools *t, const char *name, const cJSON *args, im_tool_done
     c->def = d;
     c->cb = cb;
     c->ud = ud;
+    if (opts != NULL && opts->confirmer != NULL) {
+        c->confirmer = *opts->confirmer;
+        c->have_confirmer = 1;
+    }
+    if (opts != NULL && opts->request_state != NULL) {
+        snprintf(c->request_state, sizeof c->request_state, "%s", opts->request_state);
+        c->answer = opts->answer;
+    }
     /* Build [co] on the main state, then the function and arguments. */
     ad.args = args;
     ad.run_ref = d->run_ref;

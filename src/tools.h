@@ -40,6 +40,21 @@ typedef void (*im_tool_done_cb)(void *ud, cJSON *result);
  * when the call completed before returning. */
 int im_tools_call(im_tools *t, const char *name, const cJSON *args, im_tool_done_cb cb,
                   void *ud, im_tool_call **handle);
+/* Per-call options (all may be absent). */
+typedef struct im_tools_call_opts {
+    const im_confirmer *confirmer;  /* how place_order may ask a human (copied) */
+    const char *request_state;      /* a 2026-07-28 retry: the requestState echoed back */
+    int answer;                     /* that retry's im_confirm_answer */
+} im_tools_call_opts;
+
+/* The key under which a result that waits for a human's answer carries the
+ * question ({id, message, expires_in}); the protocol layer removes it. */
+#define IM_TOOLS_INPUT_REQUIRED "_ibkrInputRequired"
+
+/* im_tools_call with options (opts may be NULL). */
+int im_tools_call_ex(im_tools *t, const char *name, const cJSON *args,
+                     const im_tools_call_opts *opts, im_tool_done_cb cb, void *ud,
+                     im_tool_call **handle);
 /* Abandons a pending call: cb will never be called; a broker operation in
  * progress completes and is discarded. */
 void im_tools_abandon(im_tool_call *c);

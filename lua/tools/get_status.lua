@@ -4,7 +4,7 @@ return {
   name = "get_status",
   title = "Server status",
   description = "Start here. Reports the backend (sim = simulated account, tws = Interactive Brokers), "
-    .. "whether it is connected, whether trading is enabled (if not, previews work but nothing can be "
+    .. "whether it is connected (and, for tws, the connection's state and last error), whether the account is paper or live (a live account is read-only unless the operator allowed it), whether trading is enabled (if not, previews work but nothing can be "
     .. "placed), the account, whether the kill switch is engaged, orders submitted today, and every "
     .. "active risk limit and operator policy. Read the limits before sizing an order; then use "
     .. "get_quote and preview_order.",
@@ -17,6 +17,21 @@ return {
       connected = { type = "boolean" },
       trading_enabled = { type = "boolean" },
       account = { type = "string" },
+      account_type = { type = "string", enum = { "paper", "live", "unknown" } },
+      live_trading_allowed = { type = "boolean" },
+      trading_blocked = { type = "string" },
+      connection = {
+        type = "object",
+        required = { "state" },
+        properties = {
+          state = { type = "string", enum = { "connected", "connecting", "reconciling", "disconnected" } },
+          host = { type = "string" }, port = { type = "integer" }, client_id = { type = "integer" },
+          server_version = { type = "integer" }, reconnects = { type = "integer" },
+          next_retry_in_seconds = num, delayed_data = { type = "boolean" },
+          last_error = { type = "string" }, last_error_at = { type = "string" },
+          account_file = { type = "string" },
+        },
+      },
       halted = { type = "boolean" },
       halt_reason = { type = "string" },
       orders_today = { type = "integer" },
@@ -43,6 +58,8 @@ return {
           max_open_orders = num, max_open_orders_per_symbol = num, max_orders_per_minute = num,
           max_orders_per_hour = num, duplicate_window_seconds = num, max_daily_notional = num,
           max_daily_loss = num, max_consecutive_rejects = num,
+          confirm = { type = "string", enum = { "off", "elicit" } }, confirm_above_notional = num,
+          halt_cancels_working_orders = { type = "boolean" },
         },
       },
     },

@@ -3,9 +3,10 @@ return {
   name = "halt_trading",
   title = "Halt trading (kill switch)",
   description = "Emergency stop: from now on every preview is rejected and no order can be placed, "
-    .. "for the rest of this server's life. Working orders stay at the broker (cancel them with "
-    .. "cancel_order). Use it when something looks wrong. You cannot undo it: only a human operator "
-    .. "can resume trading.",
+    .. "for the rest of this server's life, and the working orders placed through this server are "
+    .. "cancelled (unless the operator set IBKR_HALT_CANCELS=false: then they stay at the broker; the "
+    .. "result's message says which). Use it when something looks wrong. You cannot undo it: only a "
+    .. "human operator can resume trading.",
   input = {
     type = "object", additionalProperties = false,
     properties = {

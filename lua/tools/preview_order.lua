@@ -50,6 +50,8 @@ return {
       confirmation_token = { type = { "string", "null" } },
       token_expires_in_seconds = { type = { "number", "null" } },
       next_step = { type = "string" },
+      confirmation_required = { type = "boolean" },
+      confirmation_reason = { type = "string" },
       quote = {
         type = "object",
         properties = { symbol = { type = "string" }, bid = num, ask = num, last = num, mid = num,
@@ -70,6 +72,10 @@ return {
       p.next_step = string.format(
         "Call place_order with confirmation_token '%s' within %.0f seconds to submit this exact order.",
         p.confirmation_token, p.token_expires_in_seconds)
+      if p.confirmation_required then
+        p.next_step = p.next_step .. " A human will be asked to confirm it first ("
+          .. p.confirmation_reason .. "); if they decline, it is not placed."
+      end
     elseif not p.risk.approved then
       p.next_step = "Order REJECTED by risk checks; not placeable. Address the reasons and preview again."
     else

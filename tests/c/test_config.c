@@ -90,7 +90,7 @@ static const char *const numeric_vars[] = {
 
 static const char *const bool_vars[] = {
     "IBKR_TRADING_ENABLED", "IBKR_ALLOW_LIVE_ACCOUNT", "IBKR_ALLOW_SHORT",
-    "IBKR_ALLOW_DELAYED_QUOTES", "IBKR_SIM_FREEZE",
+    "IBKR_ALLOW_DELAYED_QUOTES", "IBKR_SIM_FREEZE", "IBKR_SIM_RESET", "IBKR_HALT_CANCELS",
 };
 
 /* ---- defaults ------------------------------------------------------------ */
@@ -141,6 +141,8 @@ TEST(config_defaults) {
     ASSERT_NEAR(c.limits.max_daily_notional, 1000000, 0);
     ASSERT_NEAR(c.limits.max_daily_loss, 0, 0);
     ASSERT_EQ(c.limits.max_consecutive_rejects, 10);
+    ASSERT_EQ(c.sim_reset, 0);
+    ASSERT_EQ(c.halt_cancels, 1);
 }
 
 TEST(config_default_state_dir_home) {
@@ -359,6 +361,10 @@ TEST(config_booleans) {
                 got = c.limits.allow_short;
             else if (strcmp(bool_vars[v], "IBKR_ALLOW_DELAYED_QUOTES") == 0)
                 got = c.limits.allow_delayed_quotes;
+            else if (strcmp(bool_vars[v], "IBKR_SIM_RESET") == 0)
+                got = c.sim_reset;
+            else if (strcmp(bool_vars[v], "IBKR_HALT_CANCELS") == 0)
+                got = c.halt_cancels;
             else
                 got = c.sim_freeze;
             ASSERT_EQ(got, cases[i].out);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -690,5 +691,43 @@ TEST(journal_reports_orders_sent_without_an_answer) {
     ASSERT(text != NULL);
     ASSERT_CONTAINS(text, "\"unacknowledged_order_refs\":[\"im-x\"]");
     free(text);
+    fx_teardown();
+}
+
+/* The consecutive-reject breaker's count comes back after a restart:
+ * counted refusals at place and broker rejections add up, an accepted
+ * order or an operator's resume resets it, and a human's "no" (breaker
+ * false) does not count. */
+TEST(journal_rebuilds_the_reject_breaker_count) {
+    char err[512];
+    im_journal *j = NULL;
+    cJSON *f;
+    static const struct { const char *kind, *status; int breaker; int want; } steps[] = {
+        {"place_reject", NULL, 1, 1},
+        {"place_reject", NULL, 0, 1},         /* declined by a human */
+        {"place_error", NULL, 0, 2},
+        {"order_ack", "REJECTED", 0, 3},
+        {"order_ack", "SUBMITTED", 0, 0},
+        {"place_reject", NULL, 1, 1},
+        {"resume", NULL, 0, 0},
+        {"place_reject", NULL, 1, 1},
+        {"place_reject", NULL, 1, 2},
+    };
+    fx_setup();
+    ASSERT_EQ(im_journal_open(g_dir, T0, &j, err, sizeof err), 0);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        f = cJSON_CreateObject();
+        if (steps[i].status)
+            cJSON_AddStringToObject(f, "status", steps[i].status);
+        if (strcmp(steps[i].kind, "place_reject") == 0)
+            cJSON_AddBoolToObject(f, "breaker", steps[i].breaker);
+        ASSERT_EQ(im_journal_append(j, T0, steps[i].kind, f), 0);
+        ASSERT_EQ(im_journal_state_get(j)->consecutive_rejects, steps[i].want);
+    }
+    im_journal_free(j);
+    j = NULL;
+    ASSERT_EQ(im_journal_open(g_dir, T0 + 60, &j, err, sizeof err), 0);
+    ASSERT_EQ(im_journal_state_get(j)->consecutive_rejects, 2);
+    im_journal_free(j);
     fx_teardown();
 }

@@ -303,8 +303,14 @@ try {
       'ibkr://positions': 'get_positions', 'ibkr://orders/open': 'get_open_orders',
       'ibkr://trades': 'get_trades', 'ibkr://limits': 'get_status',
     };
-    assert.deepEqual(r.resources.map((x) => x.uri).sort(), Object.keys(tools).sort());
-    for (const { uri } of r.resources) {
+    assert.deepEqual(r.resources.map((x) => x.uri).sort(),
+      [...Object.keys(tools), 'ibkr://journal'].sort());
+    // Today's journal: read straight from the file, no tool behind it.
+    const j = JSON.parse((await client.readResource({ uri: 'ibkr://journal' })).contents[0].text);
+    assert.ok(Array.isArray(j.records) && j.records.length > 0, 'journal records');
+    assert.ok(j.records.some((x) => x.kind === 'startup'));
+    assert.equal(j.count, j.records.length);
+    for (const { uri } of r.resources.filter((x) => x.uri !== 'ibkr://journal')) {
       const rr = await client.readResource({ uri });
       assert.equal(rr.contents.length, 1);
       assert.equal(rr.contents[0].uri, uri);

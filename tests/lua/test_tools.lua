@@ -302,6 +302,39 @@ function TestFlow:test_halt_is_one_way()
   lu.assertNil(p.confirmation_token)
 end
 
+local function resting_buy(qty)
+  local q = ok("get_quote", { symbol = "AAPL" })
+  local low = math.floor(q.bid * 0.95 * 100) / 100
+  local p = preview("AAPL", "BUY", qty, { order_type = "LMT", limit_price = low })
+  local o = ok("place_order", { confirmation_token = p.confirmation_token })
+  lu.assertEquals(o.status, "SUBMITTED")
+  return o
+end
+
+function TestFlow:test_halt_cancels_working_orders_by_default()
+  resting_buy(10)
+  resting_buy(5)
+  lu.assertEquals(ok("get_open_orders").count, 2)
+  local h = ok("halt_trading", { reason = "stop all" })
+  lu.assertStrContains(h.message, "being cancelled")
+  host.advance(0)
+  lu.assertEquals(ok("get_open_orders").count, 0)
+  lu.assertEquals(ok("get_trades").count, 0)
+end
+
+function TestFlow:test_halt_leaves_working_orders_when_configured()
+  env { IBKR_HALT_CANCELS = "false" }
+  local o = resting_buy(10)
+  local h = ok("halt_trading", { reason = "stop new ones" })
+  lu.assertStrContains(h.message, "stay at the broker")
+  host.advance(0)
+  local open = ok("get_open_orders")
+  lu.assertEquals(open.count, 1)
+  lu.assertEquals(open.orders[1].order_id, o.order_id)
+  -- Halted, the agent may still cancel.
+  lu.assertEquals(ok("cancel_order", { order_id = o.order_id }).status, "CANCELLED")
+end
+
 function TestFlow:test_halt_between_preview_and_place_blocks_the_place()
   local p = preview("AAPL", "BUY", 1)
   ok("halt_trading", {})

@@ -344,12 +344,13 @@ const RESOURCES = {
   'ibkr://limits': ['get_status', {}],
 };
 
-await test('resources/list: the six stable URIs, JSON, one page', async (start) => {
+await test('resources/list: the seven stable URIs, JSON, one page', async (start) => {
   const s = start(FROZEN);
   const init = await s.initialize();
   assert.ok(init.capabilities.resources, 'resources capability');
   const r = await s.ok('resources/list', {});
-  assert.deepEqual(r.resources.map((x) => x.uri).sort(), Object.keys(RESOURCES).sort());
+  assert.deepEqual(r.resources.map((x) => x.uri).sort(),
+    [...Object.keys(RESOURCES), 'ibkr://journal'].sort());
   for (const x of r.resources) {
     assert.equal(typeof x.name, 'string');
     assert.equal(typeof x.description, 'string');
