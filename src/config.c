@@ -333,7 +333,8 @@ static const cfg_var cfg_vars[] = {
     {"IBKR_SIM_RESET", CFG_BOOL, CFG_AT(sim_reset), 0, 0, NULL},
     {"IBKR_HALT_CANCELS", CFG_BOOL, CFG_AT(halt_cancels), 0, 0, NULL},
     {"IBKR_CONFIRM", CFG_CONFIRM, CFG_AT(confirm_elicit), 0, 0,
-     "is not a confirmation mode; use off or elicit"},
+     "is not a confirmation mode; use token (the default: the confirmation token alone) "
+     "or elicit (a human confirms through MCP elicitation)"},
     {"IBKR_CONFIRM_ABOVE_NOTIONAL", CFG_NUM0, CFG_AT(confirm_above_notional), 0, HUGE_VAL,
      "is not a number of dollars of at least 0"},
     {"IBKR_MAX_LINE_BYTES", CFG_SIZE, CFG_AT(max_line_bytes), 1024, 1073741824.0,
@@ -519,7 +520,7 @@ static int cfg_apply(im_config *c, const cfg_var *var, const char *raw, char *v,
         return 0;
 
     case CFG_CONFIRM:
-        if (strcasecmp(v, "off") == 0 || strcasecmp(v, "none") == 0 || strcasecmp(v, "false") == 0)
+        if (strcasecmp(v, "token") == 0 || strcasecmp(v, "off") == 0)
             *(int *)field = 0;
         else if (strcasecmp(v, "elicit") == 0)
             *(int *)field = 1;

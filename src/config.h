@@ -60,7 +60,7 @@ typedef struct im_config {
     int sim_freeze;                /* IBKR_SIM_FREEZE (false): test-only frozen clock */
     int sim_reset;                 /* IBKR_SIM_RESET (false): start the sim account afresh */
     int halt_cancels;              /* IBKR_HALT_CANCELS (true): halting cancels working orders */
-    int confirm_elicit;            /* IBKR_CONFIRM=elicit (off): a human confirms each order */
+    int confirm_elicit;            /* IBKR_CONFIRM=elicit (token): a human confirms each order */
     double confirm_above_notional; /* IBKR_CONFIRM_ABOVE_NOTIONAL (0 = every order) */
     size_t max_line_bytes;         /* IBKR_MAX_LINE_BYTES (4 MiB) */
     int log_level;                 /* IBKR_LOG_LEVEL (info) */

@@ -565,7 +565,9 @@ const char *im_journal_error(const im_journal *j) { return j->failed ? j->err : 
 const char *im_journal_dir(const im_journal *j) { return j->dir; }
 const char *im_journal_path(const im_journal *j) { return j->path; }
 
-int im_journal_tail(const im_journal *j, size_t max_records, size_t max_bytes, cJSON **out) {
+int im_journal_tail(const im_journal *j, const char *day, size_t max_records, size_t max_bytes,
+                    cJSON **out) {
+    char path[sizeof j->path];
     int fd;
     struct stat st;
     off_t from;
@@ -577,10 +579,21 @@ int im_journal_tail(const im_journal *j, size_t max_records, size_t max_bytes, c
     *out = NULL;
     if (j == NULL || max_bytes == 0)
         return IM_EINVAL;
+    if (day == NULL) {
+        snprintf(path, sizeof path, "%s", j->path);
+    } else {
+        /* Only a well-formed date names a file: no path can be smuggled in. */
+        int y, m, d, used = 0;
+        if (strlen(day) != 10 || sscanf(day, "%4d-%2d-%2d%n", &y, &m, &d, &used) != 3 ||
+            used != 10 ||
+            m < 1 || m > 12 || d < 1 || d > 31)
+            return IM_EINVAL;
+        snprintf(path, sizeof path, "%s/" JOURNAL_PREFIX "%.10s" JOURNAL_SUFFIX, j->dir, day);
+    }
     arr = cJSON_CreateArray();
     if (arr == NULL)
         return IM_ENOMEM;
-    fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         /* No record yet today: an empty journal, not an error. */
         *out = arr;

@@ -93,11 +93,13 @@ const char *im_journal_error(const im_journal *j);
 /* The state directory and the current day's file. */
 const char *im_journal_dir(const im_journal *j);
 const char *im_journal_path(const im_journal *j);
-/* The last max_records whole records of today's file (read from at most
- * its last max_bytes), oldest first, as a new cJSON array in *out (the
- * caller deletes it). A torn or unparseable line is skipped; no file yet
- * is an empty array. Returns 0, IM_EIO or IM_ENOMEM. */
-int im_journal_tail(const im_journal *j, size_t max_records, size_t max_bytes, cJSON **out);
+/* The last max_records whole records of the file of day ("YYYY-MM-DD";
+ * NULL = today's), read from at most its last max_bytes, oldest first, as
+ * a new cJSON array in *out (the caller deletes it). A torn or unparseable
+ * line is skipped; no file for that day is an empty array. Returns 0,
+ * IM_EINVAL (a malformed day), IM_EIO or IM_ENOMEM. */
+int im_journal_tail(const im_journal *j, const char *day, size_t max_records, size_t max_bytes,
+                    cJSON **out);
 /* 1 when token_hash_hex (from im_journal_token_hash) was redeemed today. */
 int im_journal_token_used(const im_journal *j, const char *token_hash_hex);
 /* 1 when the file KILL exists in the state directory; its path goes to

@@ -889,40 +889,6 @@ static void do_tools_call(im_mcp *m, const mcp_out *o, const cJSON *id_json, int
     }
 }
 
-/* ibkr://journal: today's records, read synchronously (a bounded read of
- * a local file). */
-static void read_journal(im_mcp *m, const mcp_out *o, const char *uri) {
-    im_journal *j = im_session_journal(m->o.session);
-    cJSON *recs = NULL, *doc, *res, *item;
-    char *text;
-    int rc = j ? im_journal_tail(j, 200, 256 * 1024, &recs) : IM_ENOENT;
-    if (rc != 0) {
-        cJSON *data = cJSON_CreateObject();
-        cJSON_AddStringToObject(data, "uri", uri);
-        send_error(m, o, JSONRPC_INTERNAL_ERROR,
-                   j ? "Could not read today's journal" : "This server keeps no journal", data);
-        return;
-    }
-    doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "path", im_journal_path(j));
-    cJSON_AddNumberToObject(doc, "count", cJSON_GetArraySize(recs));
-    cJSON_AddItemToObject(doc, "records", recs);
-    text = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    if (text == NULL) {
-        send_error(m, o, JSONRPC_INTERNAL_ERROR, "Out of memory", NULL);
-        return;
-    }
-    res = cJSON_CreateObject();
-    item = cJSON_CreateObject();
-    cJSON_AddStringToObject(item, "uri", uri);
-    cJSON_AddStringToObject(item, "mimeType", "application/json");
-    cJSON_AddStringToObject(item, "text", text);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(res, "contents"), item);
-    cJSON_free(text);
-    send_result_ex(m, o, res, 0, "private");
-}
-
 static void do_resources_read(im_mcp *m, const mcp_out *o, const cJSON *id_json, int log_level,
                               const cJSON *params) {
     const cJSON *uri = cJSON_GetObjectItemCaseSensitive(params, "uri");
@@ -936,11 +902,7 @@ static void do_resources_read(im_mcp *m, const mcp_out *o, const cJSON *id_json,
                    NULL);
         return;
     }
-    if (strcmp(uri->valuestring, IM_MCP_JOURNAL_URI) == 0) {
-        read_journal(m, o, uri->valuestring);
-        return;
-    }
-    if (im_mcp_resource_lookup(uri->valuestring, &tool, &view, &args) != 0 || tool == NULL ||
+    if (im_mcp_resource_lookup(uri->valuestring, &tool, &view, &args) != 0 ||
         !im_tools_has(m->o.tools, tool)) {
         cJSON_Delete(args);
         snprintf(msg, sizeof msg, "Resource not found: %s", QUOTE(q, uri->valuestring));

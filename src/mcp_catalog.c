@@ -184,11 +184,11 @@ static const struct res_def {
     {"ibkr://trades", "trades", "Today's trades",
      "Executions of the trading day: the blotter (get_trades).", "get_trades",
      IM_MCP_VIEW_WHOLE},
-    {IM_MCP_JOURNAL_URI, "journal", "Today's journal",
-     "The last 200 records of today's audit journal: previews and their decisions, redeemed "
+    {"ibkr://journal", "journal", "Today's journal",
+     "The newest 100 records of today's audit journal: previews and their decisions, redeemed "
      "tokens (hashes only), orders sent and acknowledged, fills, cancels, rejections, halts, "
-     "human confirmations, connection events.",
-     NULL, IM_MCP_VIEW_WHOLE},
+     "human confirmations, connection events (get_journal).",
+     "get_journal", IM_MCP_VIEW_WHOLE},
     {"ibkr://limits", "limits", "Risk limits and policies",
      "The built-in risk limits and operator policies every order is checked against, and "
      "whether trading is enabled or halted.",

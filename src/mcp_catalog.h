@@ -32,9 +32,6 @@ const char *im_mcp_log_level_name(int level);
 cJSON *im_mcp_event_data(const im_session_event *ev, int *level);
 
 /* ---- resources ---- */
-/* Read straight from the journal, not through a tool. */
-#define IM_MCP_JOURNAL_URI "ibkr://journal"
-
 typedef enum im_mcp_view {
     IM_MCP_VIEW_WHOLE = 0,   /* the tool's structuredContent as it is */
     IM_MCP_VIEW_LIMITS,      /* get_status narrowed to limits and policies */

@@ -257,6 +257,17 @@ static void json_order_info(cJSON *f, const im_order_info *o) {
     json_order(f, &o->order);
 }
 
+/* Which policies decided, and the hash of the set (none loaded: nothing). */
+static void json_policy_set(cJSON *f, im_policies *p) {
+    cJSON *names;
+    if (p == NULL)
+        return;
+    cJSON_AddStringToObject(f, "policies_hash", im_policies_hash(p));
+    names = cJSON_AddArrayToObject(f, "policies");
+    for (size_t i = 0; names != NULL && i < im_policies_count(p); i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(im_policies_name(p, i)));
+}
+
 static void json_risk(cJSON *f, const im_risk_result *r) {
     cJSON *reasons, *codes;
     cJSON_AddStringToObject(f, "decision", r->approved ? "approved" : "rejected");
@@ -577,8 +588,7 @@ int im_session_new(const im_session_opts *o, im_session **out) {
         cJSON_AddStringToObject(f, "backend", s->cfg->backend);
         cJSON_AddStringToObject(f, "account", s->account_id);
         cJSON_AddBoolToObject(f, "trading_enabled", s->cfg->trading_enabled);
-        if (s->policies != NULL)
-            cJSON_AddStringToObject(f, "policies_hash", im_policies_hash(s->policies));
+        json_policy_set(f, s->policies);
         cJSON_AddNumberToObject(f, "orders_today", st->orders);
         cJSON_AddNumberToObject(f, "notional_today", st->notional);
         cJSON_AddBoolToObject(f, "halted", s->halted);
@@ -1211,8 +1221,7 @@ static void preview_decide(sess_req *r) {
         json_order(f, &r->order);
         json_risk(f, &p.risk);
         cJSON_AddBoolToObject(f, "trading_enabled", p.trading_enabled);
-        if (s->policies != NULL)
-            cJSON_AddStringToObject(f, "policies_hash", im_policies_hash(s->policies));
+        json_policy_set(f, s->policies);
         if (p.token[0]) {
             char h[IM_JOURNAL_HASH_HEX];
             im_journal_token_hash(p.token, h);
@@ -1349,6 +1358,7 @@ static void place_refused(sess_req *r, im_place_result *res, int count_it) {
         im_journal_token_hash(r->entry->token, h);
         cJSON_AddStringToObject(f, "token_hash", h);
         cJSON_AddBoolToObject(f, "breaker", count_it);
+        json_policy_set(f, s->policies);
         session_journal(s, "place_reject", f);
     }
     {
@@ -1479,12 +1489,20 @@ static void place_confirm(sess_req *r, const im_risk_result *risk, const char *w
         snprintf(px, sizeof px, " limit %.2f", r->order.limit_price);
     if (r->order.type == IM_OT_STP || r->order.type == IM_OT_STP_LMT)
         snprintf(px + strlen(px), sizeof px - strlen(px), " stop %.2f", r->order.stop_price);
-    snprintf(msg, sizeof msg,
-             "Confirm order: %s %.0f %s %s%s %s, about %s (reference price %.2f). Asked because "
-             "%.150s. Answer within %.0f s; no answer means it is not placed.",
-             im_side_str(r->order.side), r->order.quantity, r->order.symbol,
-             im_order_type_str(r->order.type), px, im_tif_str(r->order.tif), money,
-             risk->reference_price, why, left);
+    {
+        const char *acct = im_session_account_id(s);
+        snprintf(msg, sizeof msg,
+                 "Confirm order: %s %.0f %s %s%s %s, about %s (reference price %.2f), account "
+                 "%.31s (%s). Asked because %.150s. Answer within %.0f s; no answer means it is "
+                 "not placed.",
+                 im_side_str(r->order.side), r->order.quantity, r->order.symbol,
+                 im_order_type_str(r->order.type), px, im_tif_str(r->order.tif), money,
+                 risk->reference_price, acct,
+                 strcmp(s->cfg->backend, "sim") == 0 ? "simulated"
+                 : im_account_is_paper(acct)         ? "paper"
+                                                     : "LIVE, real money",
+                 why, left);
+    }
     {
         cJSON *f = cJSON_CreateObject();
         char h[IM_JOURNAL_HASH_HEX];
@@ -1692,6 +1710,7 @@ static void place_decide(sess_req *r) {
         json_order(f, &r->order);
         cJSON_AddStringToObject(f, "order_ref", r->order.order_ref);
         cJSON_AddNumberToObject(f, "notional", res.risk.notional);
+        json_policy_set(f, s->policies);
         im_journal_token_hash(r->entry->token, h);
         cJSON_AddStringToObject(f, "token_hash", h);
         sent_guard g;

@@ -712,6 +712,47 @@ static int host_halt(lua_State *L) {
     return 1;
 }
 
+/* ibkr.journal(date?, limit?): the last limit records (1..1000, default
+ * 100) of that day's journal, oldest first. A bounded read of a local file,
+ * synchronous like status. */
+static int host_journal(lua_State *L) {
+    im_session *s = session_of(L);
+    const char *day = luaL_optstring(L, 1, NULL);
+    lua_Integer limit = luaL_optinteger(L, 2, 100);
+    im_journal *j = im_session_journal(s);
+    cJSON *recs = NULL;
+    char today[16];
+    int rc;
+    if (limit < 1 || limit > 1000) {
+        lua_pushnil(L);
+        lua_pushstring(L, "limit must be between 1 and 1000");
+        return 2;
+    }
+    if (j == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, "This server keeps no journal (no state directory).");
+        return 2;
+    }
+    rc = im_journal_tail(j, day, (size_t)limit, (size_t)4 * 1024 * 1024, &recs);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc == IM_EINVAL ? "date must be YYYY-MM-DD"
+                                          : "The journal could not be read; see the server log.");
+        return 2;
+    }
+    if (day == NULL && im_clock_ny_date(im_session_now(s), today, sizeof today) == 0)
+        day = today;
+    lua_createtable(L, 0, 3);
+    set_str(L, "date", day ? day : "");
+    set_num(L, "count", (double)cJSON_GetArraySize(recs));
+    rc = im_sjson_push(L, recs, IM_SJSON_MAX_DEPTH);
+    cJSON_Delete(recs);
+    if (rc != 0)
+        return luaL_error(L, "journal records nest too deeply");
+    lua_setfield(L, -2, "records");
+    return 1;
+}
+
 static int host_status(lua_State *L) {
     im_session *s = session_of(L);
     const im_config *cfg = im_session_config(s);
@@ -798,7 +839,7 @@ static int host_status(lua_State *L) {
     set_num(L, "max_daily_notional", l->max_daily_notional);
     set_num(L, "max_daily_loss", l->max_daily_loss);
     set_num(L, "max_consecutive_rejects", l->max_consecutive_rejects);
-    set_str(L, "confirm", cfg->confirm_elicit ? "elicit" : "off");
+    set_str(L, "confirm", cfg->confirm_elicit ? "elicit" : "token");
     set_num(L, "confirm_above_notional", cfg->confirm_above_notional);
     set_bool(L, "halt_cancels_working_orders", cfg->halt_cancels);
     lua_setfield(L, -2, "limits"); /* [status] */
@@ -824,6 +865,7 @@ static void tools_install(lua_State *L, void *ud) {
         {"open_orders", host_open_orders}, {"trades", host_trades},
         {"preview", host_preview},     {"place", host_place},
         {"cancel", host_cancel},       {"halt", host_halt},
+        {"journal", host_journal},
         {NULL, NULL},
     };
     /* [base] */

@@ -58,7 +58,7 @@ return {
           max_open_orders = num, max_open_orders_per_symbol = num, max_orders_per_minute = num,
           max_orders_per_hour = num, duplicate_window_seconds = num, max_daily_notional = num,
           max_daily_loss = num, max_consecutive_rejects = num,
-          confirm = { type = "string", enum = { "off", "elicit" } }, confirm_above_notional = num,
+          confirm = { type = "string", enum = { "token", "elicit" } }, confirm_above_notional = num,
           halt_cancels_working_orders = { type = "boolean" },
         },
       },

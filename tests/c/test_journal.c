@@ -345,6 +345,8 @@ TEST(journal_written_before_the_answer_and_never_holds_the_token) {
     ASSERT_CONTAINS(w.journal_at_answer, w.r.order.order.order_ref);
     ASSERT_CONTAINS(w.journal_at_answer, w.r.order.order_id);
     ASSERT_CONTAINS(w.journal_at_answer, "\"policies_hash\":");
+    /* Every decision names the (empty) set of policies that ran. */
+    ASSERT_CONTAINS(w.journal_at_answer, "\"policies\":[]");
     free(w.journal_at_answer);
     app_stop(&a);
     uv_loop_close(&g_loop);

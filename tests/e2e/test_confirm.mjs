@@ -154,7 +154,7 @@ return {
   end,
 }
 `);
-    const s = await startServer(BIN, env({ IBKR_CONFIRM: 'off', IBKR_POLICY_DIR: dir }), {
+    const s = await startServer(BIN, env({ IBKR_CONFIRM: 'token', IBKR_POLICY_DIR: dir }), {
       capabilities: ELICIT, onRequest: () => answers.accept,
     });
     // Under the threshold: no question.

@@ -38,10 +38,10 @@ const SANITIZER_RE =
 const LATEST = '2025-11-25';
 const TOOL_NAMES = [
   'get_status', 'get_account_summary', 'get_positions', 'get_quote', 'get_open_orders',
-  'get_trades', 'preview_order', 'place_order', 'cancel_order', 'halt_trading',
+  'get_trades', 'get_journal', 'preview_order', 'place_order', 'cancel_order', 'halt_trading',
 ];
 const READ_TOOLS = ['get_status', 'get_account_summary', 'get_positions', 'get_quote',
-  'get_open_orders', 'get_trades', 'preview_order'];
+  'get_open_orders', 'get_trades', 'get_journal', 'preview_order'];
 const DESTRUCTIVE_TOOLS = ['place_order', 'cancel_order', 'halt_trading'];
 const UNKNOWN_TOKEN_SENTENCE =
   'Unknown or already-used confirmation token. Call preview_order first.';
@@ -499,7 +499,7 @@ await test('notifications get no response', async (start) => {
 
 // ---- tests: tools/list --------------------------------------------------------
 
-await test('tools/list: exactly the 10 tools, with schemas and annotations', async (start) => {
+await test('tools/list: exactly the 11 tools, with schemas and annotations', async (start) => {
   const s = start(FROZEN);
   await s.initialize();
   const r = await s.ok('tools/list', {});
@@ -526,7 +526,7 @@ await test('tools/list: exactly the 10 tools, with schemas and annotations', asy
   }
   // Without params too; and an invalid cursor is -32602.
   const r2 = await s.ok('tools/list');
-  assert.equal(r2.tools.length, 10);
+  assert.equal(r2.tools.length, 11);
   assertError(await s.request('tools/list', { cursor: 'bogus' }), -32602, 'invalid cursor');
 });
 

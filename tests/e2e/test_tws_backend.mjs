@@ -272,6 +272,13 @@ const tests = [
     assert.ok(rec.order_id);
     const open = await s2.ok('get_open_orders');
     assert.equal(open.orders.filter((o) => o.order_ref === ref).length, 1, JSON.stringify(open));
+    // The client retrying with the same token after the crash sends nothing.
+    const retry = await s2.call('place_order', { confirmation_token: p.confirmation_token });
+    assert.equal(retry.isError, true);
+    assert.match(retry.text, /already-used|already redeemed/);
+    const open2 = await s2.ok('get_open_orders');
+    assert.equal(open2.orders.filter((o) => o.order_ref === ref).length, 1);
+    assert.equal(open2.count, open.count);
     // A third start has nothing left to settle.
     await s2.stop('stdin');
     const s3 = await startServer(BIN, twsEnv(gw), { stateDir: s.stateDir });

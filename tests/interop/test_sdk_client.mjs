@@ -47,7 +47,7 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const STATE = fs.mkdtempSync(path.join(os.tmpdir(), 'ibkr-mcp-sdk-'));
 const TOOL_NAMES = [
   'get_status', 'get_account_summary', 'get_positions', 'get_quote', 'get_open_orders',
-  'get_trades', 'preview_order', 'place_order', 'cancel_order', 'halt_trading',
+  'get_trades', 'get_journal', 'preview_order', 'place_order', 'cancel_order', 'halt_trading',
 ];
 const UNKNOWN_TOKEN_SENTENCE =
   'Unknown or already-used confirmation token. Call preview_order first.';
@@ -158,7 +158,7 @@ try {
     assert.deepEqual(await client.ping(), {});
   });
 
-  await step('listTools: the 10 tools; schemas compile as JSON Schema 2020-12', async () => {
+  await step('listTools: the 11 tools; schemas compile as JSON Schema 2020-12', async () => {
     const r = await client.listTools();
     const names = r.tools.map((t) => t.name).sort();
     assert.deepEqual(names, [...TOOL_NAMES].sort());
@@ -353,6 +353,22 @@ try {
     assert.equal(p.risk.approved, false);
     assert.ok(p.risk.codes.includes('RISK_HALTED'));
     assert.equal((await ok('get_status', {})).halted, true);
+  });
+
+  await step('get_journal: today\'s records, newest kept, a bad date refused', async () => {
+    const j = await ok('get_journal', {});
+    assert.match(j.date, /^\d{4}-\d{2}-\d{2}$/);
+    assert.equal(j.count, j.records.length);
+    const kinds = j.records.map((x) => x.kind);
+    for (const k of ['startup', 'preview', 'redeem', 'order_sent', 'order_ack'])
+      assert.ok(kinds.includes(k), `${k} missing: ${kinds}`);
+    assert.ok(!JSON.stringify(j).match(/"token":/), 'a token in the journal');
+    const two = await ok('get_journal', { limit: 2 });
+    assert.equal(two.count, 2);
+    assert.deepEqual(two.records, j.records.slice(-2));
+    const none = await ok('get_journal', { date: '2001-01-02' });
+    assert.equal(none.count, 0);
+    await bad('get_journal', { date: '../../etc' });
   });
 
   await step('every tool was called', async () => {

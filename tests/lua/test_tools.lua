@@ -39,7 +39,7 @@ end
 TestCatalogue = {}
 function TestCatalogue:setUp() env() end
 
-function TestCatalogue:test_ten_tools_with_contracts()
+function TestCatalogue:test_eleven_tools_with_contracts()
   local tools = host.tools()
   local names = {}
   for _, t in ipairs(tools) do
@@ -51,12 +51,12 @@ function TestCatalogue:test_ten_tools_with_contracts()
     lu.assertIsTable(t.annotations)
   end
   for _, n in ipairs { "get_status", "get_account_summary", "get_positions", "get_quote",
-                       "get_open_orders", "get_trades", "preview_order", "place_order",
-                       "cancel_order", "halt_trading" } do
+                       "get_open_orders", "get_trades", "get_journal", "preview_order",
+                       "place_order", "cancel_order", "halt_trading" } do
     lu.assertNotNil(names[n], n)
   end
-  lu.assertEquals(#tools, 10)
-  for _, n in ipairs { "get_status", "get_quote", "get_positions", "get_trades" } do
+  lu.assertEquals(#tools, 11)
+  for _, n in ipairs { "get_status", "get_quote", "get_positions", "get_trades", "get_journal" } do
     lu.assertTrue(names[n].annotations.readOnlyHint, n)
   end
   for _, n in ipairs { "place_order", "cancel_order", "halt_trading" } do
