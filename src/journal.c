@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "config.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 #include "text.h"
 
@@ -65,36 +66,6 @@ void im_journal_token_hash(const char *token, char out[IM_JOURNAL_HASH_HEX]) {
     unsigned char h[32];
     crypto_generichash(h, sizeof h, (const unsigned char *)token, strlen(token), NULL, 0);
     sodium_bin2hex(out, IM_JOURNAL_HASH_HEX, h, sizeof h);
-}
-
-/* Creates dir and its missing parents with mode 0700. Returns 0 or -1
- * with errno set. */
-static int journal_mkdirs(const char *dir) {
-    char tmp[1024];
-    size_t n = strlen(dir);
-    struct stat st;
-    if (n == 0 || n >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
-        return -1;
-    if (stat(tmp, &st) == -1)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
 }
 
 static void journal_set_day(im_journal *j, const char *day) {
@@ -389,7 +360,7 @@ int im_journal_open(const char *dir, double now, im_journal **out, char *err, si
     snprintf(j->dir, sizeof j->dir, "%s", dir);
     journal_set_day(j, day);
     *out = j;
-    if (journal_mkdirs(dir) == -1) {
+    if (im_fs_mkdirs(dir) == -1) {
         journal_fail(j, "the journal's state directory %s cannot be created or used: %s", dir,
                      strerror(errno));
         snprintf(err, errlen, "%s", j->err);
@@ -499,7 +470,7 @@ int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON
     }
 
     journal_roll(j, now);
-    if (journal_mkdirs(j->dir) == -1) {
+    if (im_fs_mkdirs(j->dir) == -1) {
         journal_fail(j, "the journal's state directory %s cannot be used: %s", j->dir,
                      strerror(errno));
         goto out;

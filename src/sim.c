@@ -37,6 +37,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 
 /* Bounds. Orders beyond SIM_MAX_ORDERS evict the oldest finished orders;
@@ -2001,35 +2002,6 @@ static int sim_load(im_sim *s, char *why, size_t whylen) {
     return rc;
 }
 
-/* Creates dir and missing parents, mode 0700. 0 or -1 with errno set. */
-static int sim_mkdirs(const char *dir) {
-    char tmp[1024];
-    size_t n = strlen(dir);
-    struct stat st;
-    if (n == 0 || n >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
-        return -1;
-    if (stat(tmp, &st) == -1)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 /* Takes the account in opts->state_dir: the lock, then the saved file (or
  * a fresh one). A directory or lock that cannot be had leaves the sim in
  * memory with a warning (the journal halts trading for an unusable
@@ -2046,7 +2018,7 @@ static int sim_persist_open(im_sim *s, const im_sim_opts *opts, char *err, size_
     snprintf(s->state_dir, sizeof s->state_dir, "%s", opts->state_dir);
     snprintf(s->state_path, sizeof s->state_path, "%s/" SIM_STATE_FILE, s->state_dir);
     snprintf(lock, sizeof lock, "%s/" SIM_LOCK_FILE, s->state_dir);
-    if (sim_mkdirs(s->state_dir) == -1 ||
+    if (im_fs_mkdirs(s->state_dir) == -1 ||
         (s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
         im_warn("sim: cannot use the state directory %s (%s); the simulated account is kept "
                 "in memory only and will not survive a restart",
@@ -2088,10 +2060,12 @@ static int sim_persist_open(im_sim *s, const im_sim_opts *opts, char *err, size_
             im_info("sim: continuing the saved account in %s: cash %s, %zu working orders, "
                     "next order id %llu", s->state_path, money, s->nworking,
                     s->next_order_id);
+            /* Already on disk as it is: no write (two fsyncs) at start-up. */
+            return 0;
         }
     }
-    /* Written at once: a fresh account is on disk before its first order,
-     * and an unwritable file shows now rather than at the first fill. */
+    /* A fresh account is written at once: it is on disk before its first
+     * order, and an unwritable file shows now rather than at the first fill. */
     sim_save(s);
     return 0;
 }
