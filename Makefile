@@ -30,13 +30,15 @@ demo: build
 npm: deps
 	@bash .ci/deps.sh --with-node
 	@bash tests/interop/setup.sh $(BUILD)/npm
+	@bash tests/interop/node22/setup.sh $(BUILD)/npm22
 
 # Same sources and tests built with -DIM_SANITIZE=ON: any ASan, UBSan or
 # LeakSanitizer report fails the test that triggered it. It shares the npm
 # packages of $(BUILD).
 asan: npm
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DIM_SANITIZE=ON \
-	  -DIM_NPM_DIR=$(abspath $(BUILD))/npm -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	  -DIM_NPM_DIR=$(abspath $(BUILD))/npm -DIM_NPM22_DIR=$(abspath $(BUILD))/npm22 \
+	  -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # The libFuzzer targets (tests/fuzz) in their own clang tree: coverage,
