@@ -312,6 +312,8 @@ void im_mcp_free(im_mcp *m) {
     m->closing = 1;
     if (m->listening)
         im_session_remove_listener(m->o.session, on_session_event, m);
+    /* Nothing may ask through this server once it is gone. */
+    im_session_forget_confirmer(m->o.session, m);
     while (m->reqs) {
         mcp_req *r = m->reqs;
         req_unlink(m, r);

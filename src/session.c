@@ -72,6 +72,7 @@ struct im_session {
     char *kill_reason;          /* heap: why a KILL file halts (im_session_halted) */
     int recon_state;            /* journal refs vs the broker: 0 to do, 1 running, 2 done */
     struct sess_req *confirming;/* place requests waiting for a human's answer */
+    int closing;                /* im_session_exit ran: nothing more is sent or asked */
 };
 
 enum { REQ_PREVIEW = 1, REQ_PLACE };
@@ -113,8 +114,11 @@ typedef struct sess_req {
     im_confirmer confirmer;  /* how to ask; ask == NULL: nobody can be asked */
     char confirm_id[IM_CONFIRM_ID_LEN + 1];  /* "" unless waiting for an answer */
     double confirm_deadline; /* clock time the answer is due */
+    int caller_gone;         /* the tool call was cancelled: never ask for it */
     struct sess_req *next_confirm;
 } sess_req;
+
+static void confirm_resolve(sess_req *r, im_confirm_answer a);
 
 static void req_free(sess_req *r) {
     free(r->fills);
@@ -655,6 +659,11 @@ void im_session_exit(im_session *s) {
     int cancel;
     if (s == NULL)
         return;
+    /* From here nothing new is sent or asked; questions still open are
+     * answered "cancel" now, while their callers can still hear it. */
+    s->closing = 1;
+    while (s->confirming != NULL)
+        confirm_resolve(s->confirming, IM_CONFIRM_CANCEL);
     cancel = s->cfg->cancel_on_exit;
     f = cJSON_CreateObject();
     cJSON_AddBoolToObject(f, "cancel_on_exit", cancel);
@@ -811,6 +820,10 @@ static void req_execs_cb(void *ud, int status, const char *msg, const im_executi
     sess_req *r = ud;
     char today[16], day[16];
     size_t first = 0, keep = 0;
+    if (status == IM_ECANCELED) {
+        req_fail(r, status, msg);
+        return;
+    }
     if (status != 0 || im_clock_ny_date(im_clock_now(r->s->clock), today, sizeof today) != 0) {
         im_warn("no executions for the risk snapshot: %s", msg ? msg : im_strerror(status));
         req_decide(r);
@@ -834,6 +847,10 @@ static void req_execs_cb(void *ud, int status, const char *msg, const im_executi
 
 static void req_account_cb(void *ud, int status, const char *msg, const im_account *a) {
     sess_req *r = ud;
+    if (status == IM_ECANCELED) {
+        req_fail(r, status, msg);
+        return;
+    }
     if (status == 0 && a != NULL) {
         r->have_account = 1;
         r->account = *a;
@@ -927,7 +944,9 @@ static void req_positions_cb(void *ud, int status, const char *msg, const im_pos
 static void req_quote_cb(void *ud, int status, const char *msg, const im_quote *q) {
     sess_req *r = ud;
     int rc;
-    if (status == IM_ESYMBOL) {
+    /* A cancelled read means the broker is closing: no decision is made
+     * on what is missing. */
+    if (status == IM_ESYMBOL || status == IM_ECANCELED) {
         req_fail(r, status, msg);
         return;
     }
@@ -1282,10 +1301,17 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
     im_session *s = r->s;
     im_place_result res;
 
+    /* No answer in time, or the server closing: the order may be working
+     * at the broker. Not a rejection, and not settled in the journal (the
+     * next start looks it up by orderRef). */
+    int unknown = status == IM_ETIMEDOUT || status == IM_ECANCELED;
     if (r->inflight_slot >= 0)
         s->inflight_used[r->inflight_slot] = 0;
     place_result_init(&res, status);
-    session_count_reject(s, status != 0 || o == NULL || o->status == IM_OS_REJECTED);
+    if (!unknown)
+        session_count_reject(s, status != 0 || o == NULL || o->status == IM_OS_REJECTED);
+    if (unknown && o != NULL)
+        session_record_order(s, o); /* its later events are recognised */
     if (status != 0 || o == NULL) {
         snprintf(res.message, sizeof res.message,
                  "The broker did not accept the order: %s. The confirmation token is spent.",
@@ -1330,7 +1356,10 @@ static void place_order_cb(void *ud, int status, const char *msg, const im_order
             cJSON_AddStringToObject(f, "order_ref", r->order.order_ref);
             cJSON_AddStringToObject(f, "error", msg ? msg : im_strerror(status));
         }
-        if (session_journal(s, status == 0 && o != NULL ? "order_ack" : "place_error", f) != 0 &&
+        if (session_journal(s, status == 0 && o != NULL ? "order_ack"
+                               : unknown               ? "place_unknown"
+                                                       : "place_error",
+                            f) != 0 &&
             strlen(res.message) + 80 < sizeof res.message)
             strcat(res.message, " The journal could not record this; trading is now halted.");
     }
@@ -1460,15 +1489,25 @@ static void place_confirm(sess_req *r, const im_risk_result *risk, const char *w
     im_session *s = r->s;
     double now = im_clock_now(s->clock), left = r->entry->expires_at - now;
     unsigned char raw[IM_CONFIRM_ID_LEN / 2];
-    char money[48], px[64] = "", msg[400];
+    char money[48], px[64] = "", msg[640];
     im_confirm_request q;
     int rc;
 
+    if (s->closing) {
+        req_fail(r, IM_ECANCELED, "the server is shutting down");
+        return;
+    }
+    if (r->caller_gone) {
+        confirm_refuse(r, "CONFIRM_CANCELLED",
+                       "The call was cancelled before a human could be asked; the order was not "
+                       "placed.");
+        return;
+    }
     if (r->confirmer.ask == NULL) {
         confirm_refuse(r, "CONFIRM_UNAVAILABLE",
                        "This order needs a human's confirmation (%s), but this MCP client cannot "
                        "ask one (it did not declare the elicitation capability); it was not "
-                       "placed. The confirmation token is spent.",
+                       "placed.",
                        why);
         return;
     }
@@ -1533,7 +1572,7 @@ static void place_confirm(sess_req *r, const im_risk_result *risk, const char *w
         snprintf(res.confirm_message, sizeof res.confirm_message, "%s", msg);
         res.confirm_expires_in = left;
         snprintf(res.message, sizeof res.message,
-                 "This order waits for a human's confirmation: %s Nothing has been sent yet.",
+                 "This order waits for a human's confirmation: %.400s Nothing has been sent yet.",
                  msg);
         r->place_cb(r->ud, &res);
         r->place_cb = NULL;
@@ -1543,7 +1582,7 @@ static void place_confirm(sess_req *r, const im_risk_result *risk, const char *w
     confirm_unlink(r);
     confirm_refuse(r, "CONFIRM_UNAVAILABLE",
                    "This order needs a human's confirmation (%s), but the client could not be "
-                   "asked (%s); it was not placed. The confirmation token is spent.",
+                   "asked (%s); it was not placed.",
                    why, im_strerror(rc));
 }
 
@@ -1586,12 +1625,12 @@ static void confirm_resolve(sess_req *r, im_confirm_answer a) {
     case IM_CONFIRM_DECLINE:
         confirm_refuse(r, "CONFIRM_DECLINED",
                        "The human declined this order; it was not placed. Do not retry it "
-                       "without asking them. The confirmation token is spent.");
+                       "without asking them.");
         return;
     case IM_CONFIRM_CANCEL:
         confirm_refuse(r, "CONFIRM_CANCELLED",
                        "The human dismissed the confirmation without accepting; the order was not "
-                       "placed. The confirmation token is spent.");
+                       "placed.");
         return;
     case IM_CONFIRM_TIMEOUT:
         confirm_refuse(r, "CONFIRM_TIMEOUT",
@@ -1601,7 +1640,7 @@ static void confirm_resolve(sess_req *r, im_confirm_answer a) {
     default:
         confirm_refuse(r, "CONFIRM_FAILED",
                        "The confirmation could not be completed (the client answered with an "
-                       "error); the order was not placed. The confirmation token is spent.");
+                       "error); the order was not placed.");
         return;
     }
 }
@@ -1661,6 +1700,29 @@ int im_session_place_resume(im_session *s, const char *id, const char *token,
     return 0;
 }
 
+void im_session_caller_gone(im_session *s, void *ud) {
+    sess_req *r;
+    if (s == NULL)
+        return;
+    for (r = s->active_places; r; r = r->next_active)
+        if (r->ud == ud)
+            r->caller_gone = 1;
+    /* A question whose caller left is not answered by anyone else. */
+    for (r = s->confirming; r; r = r->next_confirm)
+        if (r->ud == ud && r->place_cb != NULL)
+            break;
+    if (r != NULL)
+        confirm_resolve(r, IM_CONFIRM_CANCEL);
+}
+
+void im_session_forget_confirmer(im_session *s, void *ud) {
+    if (s == NULL)
+        return;
+    for (sess_req *r = s->active_places; r; r = r->next_active)
+        if (r->confirmer.ud == ud)
+            memset(&r->confirmer, 0, sizeof r->confirmer);
+}
+
 size_t im_session_confirming(const im_session *s) {
     size_t n = 0;
     for (const sess_req *r = s->confirming; r; r = r->next_confirm)
@@ -1673,6 +1735,10 @@ static void place_decide(sess_req *r) {
     im_place_result res;
     int rc;
 
+    if (s->closing) {
+        req_fail(r, IM_ECANCELED, "the server is shutting down");
+        return;
+    }
     place_result_init(&res, 0);
     req_risk(r, IM_RISK_PLACE, &res.risk);
     if (!r->confirmed) {
@@ -1772,6 +1838,9 @@ int im_session_preview(im_session *s, const im_order *o, im_preview_cb cb, void 
     int rc;
     if (s == NULL || o == NULL || cb == NULL)
         return IM_EINVAL;
+    /* Before a token is issued (and used ones pruned): a question whose
+     * time is up never outlives the token entry it points to. */
+    confirm_sweep(s);
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return IM_ENOMEM;

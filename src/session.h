@@ -152,7 +152,7 @@ typedef struct im_place_result {
     /* IM_EINPUT: the order waits for a human's answer, which comes with a
      * retry (im_session_place_resume) naming confirm_id. */
     char confirm_id[IM_CONFIRM_ID_LEN + 1];
-    char confirm_message[400];   /* what to show the human */
+    char confirm_message[640];   /* what to show the human */
     double confirm_expires_in;   /* seconds left to answer */
 } im_place_result;
 
@@ -206,6 +206,11 @@ int im_session_place_resume(im_session *s, const char *id, const char *token,
                             im_confirm_answer a, im_place_cb cb, void *ud);
 /* Orders waiting for a human's answer. */
 size_t im_session_confirming(const im_session *s);
+/* The caller with this place callback data went away (a cancelled tool
+ * call): a question it was waiting on is answered "cancel". */
+void im_session_caller_gone(im_session *s, void *ud);
+/* The asker behind ud is going away: no request may call it again. */
+void im_session_forget_confirmer(im_session *s, void *ud);
 
 /* Redeems token and, after re-validation, sends its order. The result's
  * status: 0 sent (order holds the broker's answer, which may itself say

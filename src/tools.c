@@ -65,7 +65,7 @@ struct im_tool_call {
     /* The call ended waiting for a human: the result carries the question. */
     int input_required;
     char confirm_id[IM_CONFIRM_ID_LEN + 1];
-    char confirm_message[400];
+    char confirm_message[640];
     double confirm_expires_in;
 };
 
@@ -1211,4 +1211,8 @@ void im_tools_abandon(im_tool_call *c) {
         *c->handle = NULL;
         c->handle = NULL;
     }
+    /* A place_order waiting for a human: nobody is left to hear the
+     * answer, so the question is withdrawn (not placed). This may finish,
+     * and free, c: it is the last thing done with it. */
+    im_session_caller_gone(c->t->session, c);
 }

@@ -65,6 +65,7 @@ typedef enum op_kind {
     OP_EXECS,
     OP_PLACE,
     OP_CANCEL,
+    OP_EVENT,   /* not an operation: a broker event, delivered in order */
 } op_kind;
 
 /* Quote stages: resolving the contract, a live snapshot, a delayed one. */
@@ -73,6 +74,7 @@ enum { QS_CONTRACT = 0, QS_LIVE, QS_DELAYED };
 typedef struct tws_op tws_op;
 struct tws_op {
     tws_op *next;
+    struct im_tws *t;
     op_kind kind;
     int stage;
     long long id;            /* request id, ticker id or order id */
@@ -100,6 +102,10 @@ struct tws_op {
     int have_info;
     void *arr;               /* result array (positions, orders, executions) */
     size_t n, cap;
+    /* OP_EVENT */
+    im_broker_event_kind ev_kind;
+    im_execution exec;
+    int connected;
 };
 
 /* An order TWS told us about, or one we sent. */
@@ -116,6 +122,8 @@ typedef struct tws_order {
 typedef struct tws_exec {
     im_execution e;
     long long order_id;
+    int e_client;            /* the API client that placed it */
+    long long perm_id;
     int have_commission;
     int reported;            /* raised as a fill event */
     uint64_t arrived;        /* uv_now() ms */
@@ -328,6 +336,7 @@ static tws_op *op_new(im_tws *t, op_kind kind, void *ud) {
     tws_op *op = calloc(1, sizeof *op);
     if (op == NULL)
         return NULL;
+    op->t = t;
     op->kind = kind;
     op->ud = ud;
     op->id = -1;
@@ -359,7 +368,39 @@ static void op_deliver(tws_op *op) {
     case OP_CANCEL:
         op->cb.order(op->ud, op->status, msg, op->have_info ? &op->info : NULL);
         break;
+    case OP_EVENT:
+        if (op->t->base.on_event != NULL) {
+            im_broker_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.kind = op->ev_kind;
+            ev.order = op->have_info ? &op->info : NULL;
+            ev.exec = op->ev_kind == IM_BEV_FILL ? &op->exec : NULL;
+            ev.connected = op->connected;
+            ev.message = msg;
+            op->t->base.on_event(op->t->base.event_ud, &ev);
+        }
+        break;
     }
+}
+
+/* Queues a broker event behind the completions already queued, so that
+ * the session hears of an order's placement before of its changes. */
+static void raise_event(im_tws *t, im_broker_event_kind kind, const im_order_info *info,
+                        const im_execution *exec, int connected, const char *message) {
+    tws_op *op;
+    if (t->base.on_event == NULL || t->state == ST_CLOSED || (op = calloc(1, sizeof *op)) == NULL)
+        return;
+    op->t = t;
+    op->kind = OP_EVENT;
+    op->ev_kind = kind;
+    if (info != NULL) {
+        op->info = *info;
+        op->have_info = 1;
+    }
+    if (exec != NULL)
+        op->exec = *exec;
+    op->connected = connected;
+    op_done(t, op, 0, message ? "%s" : NULL, message);
 }
 
 static void tws_idle_cb(uv_idle_t *h) {
@@ -559,12 +600,23 @@ static tws_contract *contract_add(im_tws *t, const char *symbol) {
 
 /* ---- orders and executions ---------------------------------------------- */
 
-static tws_order *order_find(im_tws *t, long long id) {
+/* Order ids are per API client: an order is (client id, order id), or
+ * its permId when TWS gave it no order id (placed by hand in TWS). */
+static int order_is(const tws_order *o, int client, long long id, long long perm) {
+    if (id <= 0)
+        return perm != 0 && o->order_id <= 0 && o->perm_id == perm;
+    return o->order_id == id && o->client_id == client;
+}
+
+static tws_order *order_find(im_tws *t, int client, long long id, long long perm) {
     for (size_t i = 0; i < t->norders; i++)
-        if (t->orders[i].order_id == id)
+        if (order_is(&t->orders[i], client, id, perm))
             return &t->orders[i];
     return NULL;
 }
+
+/* This connection's own order id. */
+static tws_order *order_mine(im_tws *t, long long id) { return order_find(t, t->client_id, id, 0); }
 
 static tws_order *order_find_ref(im_tws *t, const char *ref) {
     if (ref == NULL || ref[0] == '\0')
@@ -576,8 +628,8 @@ static tws_order *order_find_ref(im_tws *t, const char *ref) {
 }
 
 /* Finds or adds the order; evicts the oldest finished order when full. */
-static tws_order *order_get(im_tws *t, long long id) {
-    tws_order *o = order_find(t, id), *no;
+static tws_order *order_get(im_tws *t, int client, long long id, long long perm) {
+    tws_order *o = order_find(t, client, id, perm), *no;
     if (o != NULL)
         return o;
     if (t->norders == TWS_MAX_ORDERS) {
@@ -597,7 +649,16 @@ static tws_order *order_get(im_tws *t, long long id) {
     o = &t->orders[t->norders++];
     memset(o, 0, sizeof *o);
     o->order_id = id;
-    snprintf(o->info.order_id, sizeof o->info.order_id, "%lld", id);
+    o->client_id = client;
+    o->perm_id = perm;
+    /* Only this client's ids are plain numbers (cancel_order takes them);
+     * another client's orders are shown, not cancellable from here. */
+    if (id > 0 && client == t->client_id)
+        snprintf(o->info.order_id, sizeof o->info.order_id, "%lld", id);
+    else if (id > 0)
+        snprintf(o->info.order_id, sizeof o->info.order_id, "c%d-%lld", client, id);
+    else
+        snprintf(o->info.order_id, sizeof o->info.order_id, "p%lld", perm);
     o->info.status = IM_OS_PENDING;
     o->info.submitted_at = o->info.updated_at = tws_epoch(t);
     return o;
@@ -617,14 +678,7 @@ static im_order_status map_status(const char *s, double filled, double remaining
 }
 
 static void raise_order(im_tws *t, const tws_order *o) {
-    im_broker_event ev;
-    if (t->base.on_event == NULL)
-        return;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = IM_BEV_ORDER;
-    ev.order = &o->info;
-    ev.message = o->info.message[0] ? o->info.message : NULL;
-    t->base.on_event(t->base.event_ud, &ev);
+    raise_event(t, IM_BEV_ORDER, &o->info, NULL, 0, o->info.message[0] ? o->info.message : NULL);
 }
 
 static void order_settle_ops(im_tws *t, tws_order *o);
@@ -648,9 +702,11 @@ static void order_update(im_tws *t, tws_order *o, im_order_status st, double fil
         o->info.avg_fill_price = avg;
     o->info.updated_at = tws_epoch(t);
     o->acked = 1;
+    /* The waiting place or cancel first: the session learns of the order
+     * before of its changes (both go through the same queue). */
+    order_settle_ops(t, o);
     if (changed && t->state == ST_READY)
         raise_order(t, o);
-    order_settle_ops(t, o);
 }
 
 static tws_exec *exec_find(im_tws *t, const char *exec_id) {
@@ -682,16 +738,10 @@ static tws_exec *exec_get(im_tws *t, const char *exec_id, int *created) {
 }
 
 static void raise_fill(im_tws *t, tws_exec *x) {
-    tws_order *o = order_find(t, x->order_id);
-    im_broker_event ev;
+    tws_order *o = order_find(t, x->e_client, x->order_id, x->perm_id);
     x->reported = 1;
-    if (t->base.on_event == NULL || o == NULL)
-        return;
-    memset(&ev, 0, sizeof ev);
-    ev.kind = IM_BEV_FILL;
-    ev.order = &o->info;
-    ev.exec = &x->e;
-    t->base.on_event(t->base.event_ud, &ev);
+    if (o != NULL)
+        raise_event(t, IM_BEV_FILL, &o->info, &x->e, 0, NULL);
 }
 
 /* "20250310 10:31:05 America/New_York", "20250310  10:31:05" (TWS local
@@ -777,14 +827,8 @@ static void tws_drop(im_tws *t, const char *why) {
     t->pnl_req = 0;
     im_tws_writer_reset(&t->out);
     fail_pending(t, t->last_error);
-    if (was_ready && t->base.on_event != NULL) {
-        im_broker_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.kind = IM_BEV_CONNECTION;
-        ev.connected = 0;
-        ev.message = t->last_error;
-        t->base.on_event(t->base.event_ud, &ev);
-    }
+    if (was_ready)
+        raise_event(t, IM_BEV_CONNECTION, NULL, NULL, 0, t->last_error);
     tws_schedule_retry(t);
 }
 
@@ -1014,17 +1058,17 @@ static void tws_finish_reconcile(im_tws *t) {
     im_info("tws: ready: %s:%d server version %d, client id %d, account %s (%s)", t->host,
             t->port, t->server_version, t->client_id, t->account,
             im_account_is_paper(t->account) ? "paper" : "LIVE");
-    if (t->base.on_event != NULL) {
-        im_broker_event ev;
+    {
         char msg[160];
         snprintf(msg, sizeof msg, "connected to TWS at %s:%d, account %s", t->host, t->port,
                  t->account);
-        memset(&ev, 0, sizeof ev);
-        ev.kind = IM_BEV_CONNECTION;
-        ev.connected = 1;
-        ev.message = msg;
-        t->base.on_event(t->base.event_ud, &ev);
+        raise_event(t, IM_BEV_CONNECTION, NULL, NULL, 1, msg);
     }
+    /* What changed while the connection was down, for this client's
+     * orders, after the in-doubt ones were settled above. */
+    for (size_t i = 0; i < t->norders; i++)
+        if (t->orders[i].ours && t->orders[i].seen_gen == t->oo_gen)
+            raise_order(t, &t->orders[i]);
 }
 
 static void tws_maybe_reconciled(im_tws *t) {
@@ -1396,6 +1440,10 @@ static void on_portfolio(im_tws *t, im_tws_msg *m) {
     im_tws_get_text(m, acct, sizeof acct);
     if (m->err || strcmp(acct, t->account) != 0 || !isfinite(pos) || pos == IM_TWS_UNSET_DBL)
         return;
+    /* Stocks only: an option or future on the same symbol is not the
+     * position the risk checks reason about. */
+    if (strcmp(c.sec_type, "STK") != 0)
+        return;
     for (i = 0; i < t->nportfolio; i++)
         if (strncmp(t->portfolio[i].symbol, c.symbol, IM_SYMBOL_MAX - 1) == 0)
             break;
@@ -1502,7 +1550,7 @@ static void on_open_order(im_tws *t, im_tws_msg *m) {
         tws_bad_message("openOrder");
         return;
     }
-    o = order_get(t, in.order_id);
+    o = order_get(t, in.client_id, in.order_id, in.perm_id);
     if (o == NULL)
         return;
     order_from_tws(&in, &o->info.order);
@@ -1522,7 +1570,7 @@ static void on_order_status(im_tws *t, im_tws_msg *m) {
         tws_bad_message("orderStatus");
         return;
     }
-    o = order_find(t, s.order_id);
+    o = order_find(t, s.client_id, s.order_id, s.perm_id);
     if (o == NULL)
         return; /* openOrder always comes first for an order we list */
     if (s.perm_id)
@@ -1575,7 +1623,8 @@ static void on_execution(im_tws *t, im_tws_msg *m) {
     if (x == NULL)
         return;
     x->order_id = e.order_id;
-    snprintf(x->e.order_id, sizeof x->e.order_id, "%lld", e.order_id);
+    x->e_client = e.client_id;
+    x->perm_id = e.perm_id;
     snprintf(x->e.symbol, sizeof x->e.symbol, "%.*s", IM_SYMBOL_MAX - 1, e.contract.symbol);
     parse_side(e.side, &x->e.side);
     x->e.shares = e.shares == IM_TWS_UNSET_DBL ? 0 : e.shares;
@@ -1585,7 +1634,9 @@ static void on_execution(im_tws *t, im_tws_msg *m) {
     if (!created && e.req_id == -1)
         return; /* a repeat of one we have */
     /* The order it belongs to, known or learnt from the execution. */
-    o = order_get(t, e.order_id);
+    o = order_get(t, e.client_id, e.order_id, e.perm_id);
+    if (o != NULL)
+        snprintf(x->e.order_id, sizeof x->e.order_id, "%s", o->info.order_id);
     if (o != NULL) {
         if (o->info.order.symbol[0] == '\0') {
             snprintf(o->info.order.symbol, sizeof o->info.order.symbol, "%s", x->e.symbol);
@@ -1604,9 +1655,12 @@ static void on_execution(im_tws *t, im_tws_msg *m) {
         }
     }
     if (e.req_id != -1) {
-        /* Part of a reqExecutions answer: added to its list. */
+        /* Part of a reqExecutions answer: added to its list. A past
+         * execution is not news, except one of this client's orders
+         * found while reconnecting (it filled while we were away). */
         tws_op *op = op_by_id(t, OP_EXECS, e.req_id);
-        x->reported = 1; /* a past execution is not a new fill */
+        if (!(created && e.req_id == t->recon_exec_req && o != NULL && o->ours))
+            x->reported = 1;
         if (op != NULL) {
             im_execution *arr = grow(op->arr, &op->cap, op->n + 1, sizeof *arr, TWS_MAX_EXECS);
             if (arr != NULL) {
@@ -1675,7 +1729,8 @@ static void order_settle_ops(im_tws *t, tws_order *o) {
     tws_op *op, *next;
     for (op = t->ops; op; op = next) {
         next = op->next;
-        if (op->id != o->order_id || (op->kind != OP_PLACE && op->kind != OP_CANCEL))
+        if (op->id != o->order_id || o->client_id != t->client_id ||
+            (op->kind != OP_PLACE && op->kind != OP_CANCEL))
             continue;
         if (op->kind == OP_PLACE && op->stage == 1) {
             /* In doubt across a reconnect: settled by orderRef once
@@ -1699,6 +1754,17 @@ static void order_settle_ops(im_tws *t, tws_order *o) {
                         o->order_id, im_order_status_str(o->info.status));
             }
         }
+    }
+}
+
+/* Codes by which TWS refuses an order outright. Any other code on a live
+ * order is a remark (held, TIF adjusted, ...): its status decides. */
+static int is_rejection(int code) {
+    switch (code) {
+    case 103: case 110: case 200: case 201: case 382: case 383: case 387: case 388:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -1781,7 +1847,7 @@ static void on_error(im_tws *t, im_tws_msg *m) {
         return;
     }
     /* An order of ours, or a request with nothing waiting any more. */
-    o = order_find(t, id);
+    o = order_mine(t, id);
     for (op = t->ops; op; op = op->next)
         if (op->id == id && (op->kind == OP_PLACE || op->kind == OP_CANCEL))
             break;
@@ -1798,7 +1864,7 @@ static void on_error(im_tws *t, im_tws_msg *m) {
         return;
     }
     if (code == 202 && (o != NULL || (op != NULL && op->kind == OP_CANCEL))) {
-        if (o == NULL && (o = order_get(t, id)) == NULL)
+        if (o == NULL && (o = order_get(t, t->client_id, id, 0)) == NULL)
             return;
         copy_text(o->info.message, sizeof o->info.message, text);
         order_update(t, o, IM_OS_CANCELLED, o->info.filled, 0, o->info.avg_fill_price);
@@ -1808,11 +1874,16 @@ static void on_error(im_tws *t, im_tws_msg *m) {
         im_info("tws: order %lld: %d %s", id, code, text);
         return;
     }
-    if (o != NULL && !im_order_status_terminal(o->info.status)) {
-        /* Any other error on a live order is TWS refusing it. */
+    if (o != NULL && !im_order_status_terminal(o->info.status) && is_rejection(code)) {
         snprintf(o->info.message, sizeof o->info.message, "IB rejected the order (%d): %.120s", code,
                  text);
         order_update(t, o, IM_OS_REJECTED, o->info.filled, 0, o->info.avg_fill_price);
+        return;
+    }
+    if (o != NULL) {
+        /* A remark on the order: kept with it; the order's status decides. */
+        snprintf(o->info.message, sizeof o->info.message, "TWS %d: %.140s", code, text);
+        im_info("tws: order %lld: %d %s", id, code, text);
         return;
     }
     im_warn("tws: id %lld: %d %s", id, code, text);
@@ -1857,6 +1928,11 @@ static void op_timeout(im_tws *t, tws_op *op) {
     switch (op->kind) {
     case OP_PLACE:
         if (op->stage == 1) {
+            tws_order *o = order_mine(t, op->id);
+            if (o != NULL) {
+                op->info = o->info;
+                op->have_info = 1;
+            }
             op_done(t, op, IM_ETIMEDOUT,
                     "TWS did not acknowledge order %lld (ref %s) within %u s; it may still be "
                     "working at the broker: check get_open_orders and get_trades. It will not be "
@@ -1877,6 +1953,15 @@ static void op_timeout(im_tws *t, tws_op *op) {
                 "check get_open_orders.", op->id, t->request_ms / 1000.0);
         return;
     default:
+        if (op->kind == OP_ORDERS && op_by_id(t, OP_ORDERS, -1) == NULL)
+            t->oo_inflight = 0; /* the round is lost: the next call asks again */
+        if (op->kind == OP_ACCOUNT && t->conn != NULL) {
+            /* TWS allows two summaries at once: give this one back. */
+            im_tws_begin(&t->out, IM_TWS_OUT_CANCEL_ACCOUNT_SUMMARY);
+            im_tws_put_int(&t->out, 1);
+            im_tws_put_int(&t->out, op->id);
+            im_tws_end(&t->out);
+        }
         op_done(t, op, IM_ETIMEDOUT, "TWS did not answer within %.0f s.", t->request_ms / 1000.0);
         return;
     }
@@ -1946,6 +2031,10 @@ static tws_op *op_open(im_tws *t, op_kind kind, tws_any_cb cb, void *ud, int *rc
         *rc = IM_EINVAL;
         return NULL;
     }
+    if (t->state == ST_CLOSED) {
+        *rc = IM_ECANCELED;
+        return NULL;
+    }
     op = op_start(t, kind, ud, &refused);
     if (op == NULL) {
         *rc = IM_ENOMEM;
@@ -1958,6 +2047,7 @@ static tws_op *op_open(im_tws *t, op_kind kind, tws_any_cb cb, void *ud, int *rc
     case OP_ORDERS: op->cb.orders = (im_orders_cb)cb; break;
     case OP_EXECS: op->cb.execs = (im_execs_cb)cb; break;
     case OP_PLACE: case OP_CANCEL: op->cb.order = (im_order_cb)cb; break;
+    case OP_EVENT: break;
     }
     return refused ? NULL : op;
 }
@@ -2065,7 +2155,7 @@ static void place_send(im_tws *t, tws_op *op) {
         op_finish(t, op, IM_ESYMBOL, "the contract vanished from the cache; the order was not sent");
         return;
     }
-    rec = order_get(t, t->next_order_id);
+    rec = order_get(t, t->client_id, t->next_order_id, 0);
     if (rec == NULL) {
         op_finish(t, op, IM_ENOMEM, "too many orders in flight; the order was not sent");
         return;
@@ -2152,7 +2242,7 @@ static int tws_cancel(im_broker *b, const char *order_id, im_order_cb cb, void *
     if ((op = op_open(t, OP_CANCEL, (tws_any_cb)cb, ud, &rc)) == NULL)
         return rc;
     op->id = id;
-    o = order_find(t, id);
+    o = order_mine(t, id);
     if (o != NULL && im_order_status_terminal(o->info.status)) {
         op->info = o->info;
         op->have_info = 1;
@@ -2178,6 +2268,9 @@ static void tws_close(im_broker *b) {
     tws_op *list;
     if (t->state == ST_CLOSED)
         return;
+    /* Closed before anyone hears of it: nothing a callback below starts
+     * can reach the wire (op_open refuses with IM_ECANCELED). */
+    t->state = ST_CLOSED;
     /* Everything pending is answered now, synchronously (broker.h). */
     while (t->ops) {
         tws_op *op = t->ops;
@@ -2197,10 +2290,10 @@ static void tws_close(im_broker *b) {
     while (list) {
         tws_op *op = list;
         list = op->next;
-        op_deliver(op);
+        if (op->kind != OP_EVENT) /* events die with the connection */
+            op_deliver(op);
         op_free(op);
     }
-    t->state = ST_CLOSED;
     if (t->conn != NULL && !t->conn->closing) {
         t->conn->closing = 1;
         uv_close((uv_handle_t *)&t->conn->tcp, conn_close_cb);

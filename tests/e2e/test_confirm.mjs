@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runTests, startServer, tmpDir } from './lib/harness.mjs';
+import { runTests, sleep, startServer, tmpDir } from './lib/harness.mjs';
 
 const BIN = process.argv[2];
 if (!BIN || !fs.existsSync(BIN)) {
@@ -97,6 +97,25 @@ const tests = [
       // The token is spent: a replay places nothing either.
       await s.stop('stdin');
     }
+  }],
+
+  ['legacy: a cancelled call withdraws its question; a late accept places nothing', async () => {
+    const s = await startServer(BIN, env(), { capabilities: ELICIT, onRequest: () => null });
+    const tok = await token(s);
+    const id = 'call-cancelled';
+    s.child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call',
+      params: { name: 'place_order', arguments: { confirmation_token: tok } } }) + '\n');
+    for (let i = 0; i < 100 && s.requests.length === 0; i++) await sleep(20);
+    assert.equal(s.requests.length, 1, 'no question was asked');
+    s.child.stdin.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled',
+      params: { requestId: id, reason: 'user stopped it' } }) + '\n');
+    await sleep(100);
+    s.child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: s.requests[0].id,
+      result: { action: 'accept', content: { confirm: true } } }) + '\n');
+    assert.equal((await s.ok('get_trades')).count, 0);
+    assert.equal((await s.ok('get_open_orders')).count, 0);
+    assert.match(journal(s), /"confirm_answer".*"answer":"cancel"/);
+    await s.stop('stdin');
   }],
 
   ['legacy: a client without elicitation is refused, never placed silently', async () => {

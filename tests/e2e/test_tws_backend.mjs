@@ -106,6 +106,13 @@ const tests = [
     assert.ok(fill.price > 0);
     assert.ok(fill.commission > 0, `no commission: ${JSON.stringify(fill)}`);
 
+    // The fill reached the session and its journal, not only the broker.
+    await until(() => {
+      const j = fs.readdirSync(s.stateDir).filter((f) => f.endsWith('.jsonl'))
+        .map((f) => fs.readFileSync(`${s.stateDir}/${f}`, 'utf8')).join('');
+      return j.split('\n').some((l) => l.includes('"kind":"fill"') &&
+        l.includes(placed.data.order_ref));
+    }, 'a fill record in the journal', 5000);
     const pos = await until(async () => {
       const p = await s.ok('get_positions');
       return p.positions.find((x) => x.symbol === 'MSFT');
@@ -285,6 +292,40 @@ const tests = [
     await connected(s3);
     assert.doesNotMatch(s3.stderr, new RegExp(`${ref}.*no broker answer`));
     await s3.stop('stdin');
+    await gw.stop();
+  }],
+
+  ['two API clients with the same order ids keep their orders apart', async () => {
+    const gw = await startGateway(BIN, ['--seed', '14']);
+    const a = await startServer(BIN, twsEnv(gw, { IBKR_CLIENT_ID: '5' }));
+    const b = await startServer(BIN, twsEnv(gw, { IBKR_CLIENT_ID: '6' }));
+    await connected(a);
+    await connected(b);
+    const rest = async (s, sym, qty) => {
+      const q = await s.ok('get_quote', { symbol: sym });
+      const limit = Math.round(q.bid * 0.8 * 100) / 100;
+      const r = await previewPlace(s, { symbol: sym, action: 'BUY', quantity: qty,
+        order_type: 'LMT', limit_price: limit });
+      assert.equal(r.isError, false, r.text);
+      return r.data;
+    };
+    const oa = await rest(a, 'MSFT', 5);
+    const ob = await rest(b, 'AAPL', 7);
+    assert.equal(oa.order_id, ob.order_id, 'the gateway gives each client id 1 first');
+    const la = (await a.ok('get_open_orders')).orders;
+    const lb = (await b.ok('get_open_orders')).orders;
+    const mineA = la.find((o) => o.order_id === oa.order_id);
+    const mineB = lb.find((o) => o.order_id === ob.order_id);
+    assert.equal(mineA.symbol, 'MSFT', JSON.stringify(la));
+    assert.equal(mineB.symbol, 'AAPL', JSON.stringify(lb));
+    assert.ok(la.some((o) => o.symbol === 'AAPL' && o.order_id === `c6-${ob.order_id}`),
+      JSON.stringify(la));
+    // Cancelling "1" at A cancels A's order, never B's.
+    await a.ok('cancel_order', { order_id: oa.order_id });
+    const lb2 = (await b.ok('get_open_orders')).orders;
+    assert.ok(lb2.some((o) => o.order_id === ob.order_id && o.symbol === 'AAPL'));
+    await a.stop('stdin');
+    await b.stop('stdin');
     await gw.stop();
   }],
 
