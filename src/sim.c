@@ -56,7 +56,8 @@
 #define SIM_DEFAULT_ACCOUNT "DU0000001"
 #define SIM_FIRST_ORDER_ID 1000ULL
 #define SIM_TWO_PI 6.283185307179586
-#define SIM_MONEY_MAX 48    /* "-$" + 31 grouped digits + ".nn" + NUL */
+#define SIM_MONEY_MAX 48
+#define SIM_SAVE_CHEAP_MS 5 /* a save this fast is done at every change */    /* "-$" + 31 grouped digits + ".nn" + NUL */
 
 /* Commission schedule (IBKR Pro fixed): per share, with a per-execution
  * minimum and a cap of 1% of the execution's value. */
@@ -172,6 +173,8 @@ struct im_sim {
     int persistent;          /* 1: this process owns and writes state_path */
     int lock_fd;             /* sim-account.lock, LOCK_EX for the sim's life; or -1 */
     int dirty;               /* an account change not yet on disk */
+    uint64_t last_save_ms;   /* uv_now() of the last save */
+    uint64_t save_cost_ms;   /* how long it took */
     char state_dir[1024];
     char state_path[1100];
     char persist_err[1400];  /* why the last save failed; "" after a good one */
@@ -1539,9 +1542,24 @@ out:
     return rc;
 }
 
+/* Saves a changed account. A save rewrites the whole file, which grows
+ * with the day's executions: cheap saves (up to SIM_SAVE_CHEAP_MS) happen
+ * at once; a costlier one waits until 20 times its cost has passed since
+ * the last (at most a second: the tick flushes too), so saving never
+ * takes more than about 5% of the loop on a busy day. A crash in that
+ * window loses the simulator's last changes, never the journal's. */
 static void sim_flush(im_sim *s) {
-    if (s->persistent && s->dirty && !s->closing)
-        sim_save(s);
+    uint64_t now, t0;
+    if (!s->persistent || !s->dirty || s->closing)
+        return;
+    now = uv_now(s->loop);
+    if (s->save_cost_ms > SIM_SAVE_CHEAP_MS && now - s->last_save_ms < 1000 &&
+        now - s->last_save_ms < 20 * s->save_cost_ms)
+        return;
+    t0 = uv_hrtime();
+    sim_save(s);
+    s->save_cost_ms = (uv_hrtime() - t0) / 1000000;
+    s->last_save_ms = uv_now(s->loop);
 }
 
 /* ---- loading: every field checked, errors name the field ---------------- */
