@@ -10,6 +10,7 @@
 // Usage: node tests/e2e/test_tws_backend.mjs <path-to-ibkr-mcp>
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { runTests, startGateway, startServer, tmpDir, until, sleep } from './lib/harness.mjs';
 
 const BIN = process.argv[2];
@@ -45,6 +46,43 @@ async function previewPlace(s, order) {
   assert.equal(p.risk.approved, true, `preview refused: ${JSON.stringify(p.risk)}`);
   assert.ok(p.confirmation_token, 'no token');
   return s.call('place_order', { confirmation_token: p.confirmation_token });
+}
+
+// A TCP relay between the backend and the gateway that, on every
+// placeOrder it forwards, writes errMsg(orderId, code, text) to the client
+// first, as TWS does when it has a remark about (or a refusal of) an order.
+async function injectingRelay(gw, code, text) {
+  const frame = (fields) => {
+    const p = Buffer.from(fields.map((f) => `${f}\0`).join(''), 'latin1');
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(p.length);
+    return Buffer.concat([h, p]);
+  };
+  const server = net.createServer((c) => {
+    const u = net.connect(gw.port, '127.0.0.1');
+    let fromClient = Buffer.alloc(0);
+    let prefix = true;
+    c.on('data', (d) => {
+      u.write(d);
+      fromClient = Buffer.concat([fromClient, d]);
+      if (prefix && fromClient.length >= 4) {   // "API\0", then a length-prefixed version
+        fromClient = fromClient.subarray(4);
+        prefix = false;
+      }
+      while (!prefix && fromClient.length >= 4 && fromClient.length >= 4 + fromClient.readUInt32BE(0)) {
+        const n = fromClient.readUInt32BE(0);
+        const f = fromClient.subarray(4, 4 + n).toString('latin1').split('\0');
+        fromClient = fromClient.subarray(4 + n);
+        if (f[0] === '3') c.write(frame(['4', '2', f[1], String(code), text, '']));
+      }
+    });
+    u.on('data', (d) => c.write(d));
+    for (const x of [c, u]) x.on('error', () => {});
+    c.on('close', () => u.destroy());
+    u.on('close', () => c.destroy());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, close: () => server.close() };
 }
 
 function noViolations(s) {
@@ -326,6 +364,33 @@ const tests = [
     assert.ok(lb2.some((o) => o.order_id === ob.order_id && o.symbol === 'AAPL'));
     await a.stop('stdin');
     await b.stop('stdin');
+    await gw.stop();
+  }],
+
+  ['a TWS remark on an order (404 held) leaves it working; a refusal (201) rejects it', async () => {
+    const gw = await startGateway(BIN, ['--seed', '15']);
+    for (const [code, text, working] of [[404, 'Order held while securities are located.', true],
+      [201, 'Order rejected - reason: test refusal', false]]) {
+      const relay = await injectingRelay(gw, code, text);
+      const s = await startServer(BIN, twsEnv({ port: relay.port }, { IBKR_CLIENT_ID: String(code) }));
+      await connected(s);
+      const q = await s.ok('get_quote', { symbol: 'MSFT' });
+      const limit = Math.round(q.bid * 0.8 * 100) / 100;
+      const r = await previewPlace(s, { symbol: 'MSFT', action: 'BUY', quantity: 5,
+        order_type: 'LMT', limit_price: limit });
+      if (working) {
+        assert.equal(r.isError, false, r.text);
+        assert.equal(r.data.status, 'SUBMITTED');
+        const open = await s.ok('get_open_orders');
+        assert.ok(open.orders.some((o) => o.order_id === r.data.order_id), JSON.stringify(open));
+        await s.ok('cancel_order', { order_id: r.data.order_id });
+      } else {
+        assert.equal(r.isError, true, JSON.stringify(r.data));
+        assert.match(r.text, /rejected.*201/i);
+      }
+      await s.stop('stdin');
+      relay.close();
+    }
     await gw.stop();
   }],
 
