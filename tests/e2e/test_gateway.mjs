@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { SANITIZER_RE } from './lib/sanitizer.mjs';
 
 const BIN = process.argv[2];
 const FILTER = process.argv[3] || '';
@@ -28,8 +29,6 @@ if (!fs.existsSync(BIN)) {
 const WAIT_MS = 10000;        // one reply (generous for ASan on 2 cores)
 const CASE_MS = 40000;        // one case
 const RUN_MS = 270000;        // the whole run (ctest allows 300 s)
-const SANITIZER_RE =
-  /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)/;
 const STOQEY_HELLO = Buffer.from('4150490000000009763130302e2e313933', 'hex'); // API\0 + "v100..193"
 const runTimer = setTimeout(() => {
   console.log('not ok - the whole run timed out');

@@ -54,6 +54,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startRelay } from './node22/relay.mjs';
+import { SANITIZER_RE } from '../e2e/lib/sanitizer.mjs';
 
 const [NPM_DIR, BIN_ARG] = process.argv.slice(2);
 if (!NPM_DIR || !BIN_ARG) {
@@ -99,8 +100,6 @@ fs.mkdirSync(HOME);
 const RUN_TIMEOUT_MS = 60000;
 const DEADLINE = Date.now() + 230000;
 const CONCURRENCY = 3;
-const SANITIZER_RE =
-  /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)/;
 const OK_STATUS = new Set(['SUCCESS', 'INFO']);
 
 const RUNS = [];

@@ -41,6 +41,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { SANITIZER_RE } from '../e2e/lib/sanitizer.mjs';
 
 const [NPM_DIR, BIN_ARG] = process.argv.slice(2);
 if (!NPM_DIR || !BIN_ARG) {
@@ -78,8 +79,6 @@ fs.mkdirSync(HOME);
 // ctest's TIMEOUT 300 even if every one hangs.
 const RUN_TIMEOUT_MS = 30000;
 const DEADLINE = Date.now() + 240000;
-const SANITIZER_RE =
-  /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)/;
 // Every tool file in lua/tools is a tool the server must list; these ones at least.
 const CORE_TOOLS = [
   'get_status', 'get_account_summary', 'get_positions', 'get_quote', 'get_open_orders',

@@ -14,12 +14,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { SANITIZER_RE } from './sanitizer.mjs';
+
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const TOOLS_DIR = path.join(REPO, 'lua', 'tools');
 export const TMP_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'ibkr-mcp-e2e-'));
-// What a sanitizer build writes to stderr on a finding.
-export const SANITIZER_RE =
-  /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)/;
+export { SANITIZER_RE };
 
 const live = new Set();
 let seq = 0;
