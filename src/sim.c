@@ -57,7 +57,8 @@
 #define SIM_FIRST_ORDER_ID 1000ULL
 #define SIM_TWO_PI 6.283185307179586
 #define SIM_MONEY_MAX 48
-#define SIM_SAVE_CHEAP_MS 5 /* a save this fast is done at every change */    /* "-$" + 31 grouped digits + ".nn" + NUL */
+#define SIM_SAVE_BIG_BYTES (256 * 1024) /* up to this, every change is saved at once */
+#define SIM_SAVE_EVERY_MS 500             /* beyond it, at most this often */    /* "-$" + 31 grouped digits + ".nn" + NUL */
 
 /* Commission schedule (IBKR Pro fixed): per share, with a per-execution
  * minimum and a cap of 1% of the execution's value. */
@@ -174,7 +175,7 @@ struct im_sim {
     int lock_fd;             /* sim-account.lock, LOCK_EX for the sim's life; or -1 */
     int dirty;               /* an account change not yet on disk */
     uint64_t last_save_ms;   /* uv_now() of the last save */
-    uint64_t save_cost_ms;   /* how long it took */
+    size_t last_save_bytes;  /* the size of the file it wrote */
     char state_dir[1024];
     char state_path[1100];
     char persist_err[1400];  /* why the last save failed; "" after a good one */
@@ -1513,6 +1514,7 @@ static int sim_save(im_sim *s) {
         goto out;
     }
     /* A leftover temporary file from a crash may carry another mode. */
+    s->last_save_bytes = strlen(text) + 1;
     if (fchmod(fd, 0600) == -1 || sim_write_all(fd, text, strlen(text)) == -1 ||
         sim_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
         sim_persist_fail(s, "cannot save the account: %s: %s", tmp, strerror(errno));
@@ -1543,22 +1545,20 @@ out:
 }
 
 /* Saves a changed account. A save rewrites the whole file, which grows
- * with the day's executions: cheap saves (up to SIM_SAVE_CHEAP_MS) happen
- * at once; a costlier one waits until 20 times its cost has passed since
- * the last (at most a second: the tick flushes too), so saving never
- * takes more than about 5% of the loop on a busy day. A crash in that
- * window loses the simulator's last changes, never the journal's. */
+ * with the day's executions. Up to SIM_SAVE_BIG_BYTES every change is on
+ * disk before anyone hears of it. A larger file (a busy day: hundreds of
+ * orders) is rewritten at most once per SIM_SAVE_EVERY_MS (the 1 s tick
+ * flushes too), so saving stays a small part of the loop; a crash then
+ * loses at most that last interval of the simulator, never the journal.
+ * The rule is by size, not by measured time, so it behaves the same in
+ * every build. */
 static void sim_flush(im_sim *s) {
-    uint64_t now, t0;
     if (!s->persistent || !s->dirty || s->closing)
         return;
-    now = uv_now(s->loop);
-    if (s->save_cost_ms > SIM_SAVE_CHEAP_MS && now - s->last_save_ms < 1000 &&
-        now - s->last_save_ms < 20 * s->save_cost_ms)
+    if (s->last_save_bytes > SIM_SAVE_BIG_BYTES &&
+        uv_now(s->loop) - s->last_save_ms < SIM_SAVE_EVERY_MS)
         return;
-    t0 = uv_hrtime();
     sim_save(s);
-    s->save_cost_ms = (uv_hrtime() - t0) / 1000000;
     s->last_save_ms = uv_now(s->loop);
 }
 
