@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "jsonw.h"
 #include "log.h"
 #include "rpc.h"
 #include "mcp_catalog.h"
@@ -346,20 +347,27 @@ static void emit(im_mcp *m, mcp_batch *b, const char *s, size_t n) {
     batch_release(m, b);
 }
 
-static void send_raw(im_mcp *m, const mcp_out *o, const char *body_key, const char *body) {
-    const char *id = o->id ? o->id : "null";
-    size_t n = strlen(id) + strlen(body) + 48;
-    char *buf = malloc(n);
-    int len;
-    if (buf == NULL) {
+/* The reply line {"jsonrpc":"2.0","id":ID,"KEY":BODY}, written once into
+ * one buffer (jsonw.h). */
+static void send_body(im_mcp *m, const mcp_out *o, const char *body_key, const cJSON *body) {
+    im_jw w;
+    im_jw_init(&w);
+    im_jw_lit(&w, "{\"jsonrpc\":\"2.0\",\"id\":");
+    im_jw_lit(&w, o->id ? o->id : "null");
+    im_jw_lit(&w, ",\"");
+    im_jw_lit(&w, body_key);
+    im_jw_lit(&w, "\":");
+    im_jw_cjson(&w, body);
+    im_jw_raw(&w, "}", 1);
+    if (w.oom) {
         im_error("out of memory writing a response");
+        im_jw_free(&w);
         if (o->batch)
             batch_release(m, o->batch);
         return;
     }
-    len = snprintf(buf, n, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"%s\":%s}", id, body_key, body);
-    emit(m, o->batch, buf, (size_t)len);
-    free(buf);
+    emit(m, o->batch, w.buf, w.len);
+    im_jw_free(&w);
 }
 
 static cJSON *server_info(void) {
@@ -375,7 +383,6 @@ static cJSON *server_info(void) {
  * (ttl_ms >= 0; -1 for none). */
 static void send_result_ex(im_mcp *m, const mcp_out *o, cJSON *result, long ttl_ms,
                            const char *scope) {
-    char *body;
     if (o->modern && cJSON_IsObject(result)) {
         cJSON *meta = cJSON_GetObjectItemCaseSensitive(result, "_meta");
         cJSON_DeleteItemFromObjectCaseSensitive(result, "resultType");
@@ -391,16 +398,8 @@ static void send_result_ex(im_mcp *m, const mcp_out *o, cJSON *result, long ttl_
             cJSON_AddStringToObject(result, "cacheScope", scope);
         }
     }
-    body = cJSON_PrintUnformatted(result);
+    send_body(m, o, "result", result);
     cJSON_Delete(result);
-    if (body == NULL) {
-        im_error("out of memory printing a response");
-        if (o->batch)
-            batch_release(m, o->batch);
-        return;
-    }
-    send_raw(m, o, "result", body);
-    cJSON_free(body);
 }
 
 static void send_result(im_mcp *m, const mcp_out *o, cJSON *result) {
@@ -410,20 +409,12 @@ static void send_result(im_mcp *m, const mcp_out *o, cJSON *result) {
 /* Takes ownership of data. */
 static void send_error(im_mcp *m, const mcp_out *o, int code, const char *message, cJSON *data) {
     cJSON *e = cJSON_CreateObject();
-    char *body;
     cJSON_AddNumberToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
     if (data)
         cJSON_AddItemToObject(e, "data", data);
-    body = cJSON_PrintUnformatted(e);
+    send_body(m, o, "error", e);
     cJSON_Delete(e);
-    if (body == NULL) {
-        if (o->batch)
-            batch_release(m, o->batch);
-        return;
-    }
-    send_raw(m, o, "error", body);
-    cJSON_free(body);
 }
 
 /* An error with id null, outside any request. */
@@ -743,7 +734,6 @@ static void send_input_required(im_mcp *m, const mcp_out *o, const cJSON *q) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(q, "id");
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(q, "message");
     cJSON *res = cJSON_CreateObject(), *reqs, *one, *meta;
-    char *body;
     cJSON_AddStringToObject(res, "resultType", "input_required");
     reqs = cJSON_AddObjectToObject(res, "inputRequests");
     one = cJSON_AddObjectToObject(reqs, CONFIRM_KEY);
@@ -753,15 +743,8 @@ static void send_input_required(im_mcp *m, const mcp_out *o, const cJSON *q) {
     cJSON_AddStringToObject(res, "requestState", cJSON_IsString(id) ? id->valuestring : "");
     meta = cJSON_AddObjectToObject(res, "_meta");
     cJSON_AddItemToObject(meta, META_SERVER_INFO, server_info());
-    body = cJSON_PrintUnformatted(res);
+    send_body(m, o, "result", res);
     cJSON_Delete(res);
-    if (body == NULL) {
-        if (o->batch)
-            batch_release(m, o->batch);
-        return;
-    }
-    send_raw(m, o, "result", body);
-    cJSON_free(body);
 }
 
 static void call_done_cb(void *ud, cJSON *result) {

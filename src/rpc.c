@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -191,7 +192,15 @@ struct im_rpc {
     int out_is_pipe;
     uv_pipe_t out;
     int out_open;
-    size_t pending;
+    /* Replies made in one loop turn go out in one write: they collect here
+     * and the prepare handle, which runs before the loop next waits,
+     * flushes them. A reply costs a memcpy instead of a system call; a
+     * lone reply is still written before the loop sleeps. */
+    char *obuf;               /* owned; NULL when empty */
+    size_t olen, ocap;
+    uv_prepare_t flush;
+    int flush_open;
+    size_t pending;           /* bytes buffered or being written */
     int reading;
     int paused;               /* backpressure, a mask of PAUSE_*: deliver no line */
     char *backlog;            /* bytes read while paused, owned */
@@ -202,19 +211,24 @@ struct im_rpc {
     void *done_ud;
 };
 
+/* Flush early past this much, so one turn's replies never make one huge
+ * buffer. */
+#define OBUF_FLUSH (64 * 1024)
+
 typedef struct rpc_write {
     uv_write_t req;
     im_rpc *r;
     size_t len;
-    char data[];
+    char *data;               /* owned: the buffer handed over by rpc_flush */
 } rpc_write;
 
 static void rpc_maybe_free(im_rpc *r) {
-    if (!r->closing || r->in_open || r->out_open || r->fs_busy)
+    if (!r->closing || r->in_open || r->out_open || r->fs_busy || r->flush_open)
         return;
     void (*done)(void *) = r->done;
     void *ud = r->done_ud;
     im_rpc_framer_free(&r->framer);
+    free(r->obuf);
     free(r->backlog);
     free(r);
     if (done)
@@ -351,6 +365,9 @@ int im_rpc_open(uv_loop_t *loop, int in_fd, int out_fd, size_t max_line,
             uv_close((uv_handle_t *)&r->out, NULL);
         }
     }
+    uv_prepare_init(loop, &r->flush);
+    r->flush.data = r;
+    r->flush_open = 1;
     r->reading = 1;
     if (r->in_kind == UV_FILE) {
         rpc_fs_next(r);
@@ -375,53 +392,97 @@ static void rpc_write_cb(uv_write_t *req, int status) {
     r->pending -= w->len;
     if (status != 0 && status != UV_ECANCELED)
         im_warn("stdout: %s", uv_strerror(status));
+    free(w->data);
     free(w);
     /* From the loop, not from inside a reply: safe to deliver lines. */
     if ((r->paused & PAUSE_OUTPUT) && r->pending < OUT_LOW && !r->closing)
         rpc_resume(r, PAUSE_OUTPUT);
 }
 
-int im_rpc_write(im_rpc *r, const char *json, size_t len) {
-    if (r->out_is_pipe && r->out_open && !r->closing) {
-        rpc_write *w = malloc(sizeof *w + len + 1);
-        if (w == NULL)
-            return IM_ENOMEM;
-        memcpy(w->data, json, len);
-        w->data[len] = '\n';
-        w->len = len + 1;
-        w->r = r;
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)(len + 1));
-        int rc = uv_write(&w->req, (uv_stream_t *)&r->out, &b, 1, rpc_write_cb);
-        if (rc != 0) {
-            free(w);
-            im_warn("stdout: %s", uv_strerror(rc));
-            return IM_EIO;
-        }
-        r->pending += len + 1;
-        if (r->pending > OUT_HIGH)
-            rpc_pause(r, PAUSE_OUTPUT);
-        return 0;
-    }
-    /* A file or terminal: a blocking write is fine and keeps order. */
-    const char *p = json;
-    size_t left = len;
-    int nl_done = 0;
-    while (left > 0 || !nl_done) {
-        const char *src = left > 0 ? p : "\n";
-        size_t n = left > 0 ? left : 1;
-        ssize_t w = write(r->out_fd, src, n);
+/* Blocking write of all n bytes (a file or a terminal, or a pipe at
+ * close). A non-blocking pipe that stays full is waited for at most about
+ * 200 ms: a client that stopped reading must not hold up the exit.
+ * Returns 0 or IM_EIO. */
+static int write_all(int fd, const char *p, size_t n) {
+    int waits = 0;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN && waits++ < 200) {
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+                continue;
+            }
             return IM_EIO;
         }
-        if (left > 0) {
-            p += w;
-            left -= (size_t)w;
-        } else {
-            nl_done = 1;
-        }
+        p += w;
+        n -= (size_t)w;
     }
+    return 0;
+}
+
+/* Sends what the buffer holds: the buffer itself is handed to a write
+ * request on a pipe; a file or terminal is written at once. */
+static void rpc_flush(im_rpc *r) {
+    if (r->olen == 0)
+        return;
+    if (r->out_is_pipe && r->out_open && !r->closing) {
+        rpc_write *w = malloc(sizeof *w);
+        if (w != NULL) {
+            uv_buf_t b = uv_buf_init(r->obuf, (unsigned)r->olen);
+            w->r = r;
+            w->len = r->olen;
+            w->data = r->obuf;
+            if (uv_write(&w->req, (uv_stream_t *)&r->out, &b, 1, rpc_write_cb) == 0) {
+                r->obuf = NULL;
+                r->olen = r->ocap = 0;
+                return;
+            }
+            free(w);
+        }
+        im_warn("stdout: could not queue %zu bytes of replies", r->olen);
+    } else if (write_all(r->out_fd, r->obuf, r->olen) != 0) {
+        im_warn("stdout: %s", strerror(errno));
+    }
+    r->pending -= r->olen;
+    r->olen = 0;
+}
+
+static void rpc_flush_cb(uv_prepare_t *h) {
+    im_rpc *r = h->data;
+    uv_prepare_stop(h);
+    rpc_flush(r);
+}
+
+int im_rpc_write(im_rpc *r, const char *json, size_t len) {
+    if (r->closing) {
+        /* Handles are going: what is still said goes straight out. */
+        if (write_all(r->out_fd, json, len) != 0 || write_all(r->out_fd, "\n", 1) != 0)
+            return IM_EIO;
+        return 0;
+    }
+    if (r->olen + len + 1 > r->ocap) {
+        size_t cap = r->ocap ? r->ocap : 4096;
+        while (cap < r->olen + len + 1)
+            cap *= 2;
+        char *nb = realloc(r->obuf, cap);
+        if (nb == NULL)
+            return IM_ENOMEM;
+        r->obuf = nb;
+        r->ocap = cap;
+    }
+    memcpy(r->obuf + r->olen, json, len);
+    r->obuf[r->olen + len] = '\n';
+    r->olen += len + 1;
+    r->pending += len + 1;
+    if (r->olen >= OBUF_FLUSH)
+        rpc_flush(r);
+    else if (!uv_is_active((uv_handle_t *)&r->flush))
+        uv_prepare_start(&r->flush, rpc_flush_cb);
+    if (r->out_is_pipe && r->pending > OUT_HIGH)
+        rpc_pause(r, PAUSE_OUTPUT);
     return 0;
 }
 
@@ -486,9 +547,19 @@ static void rpc_out_close_cb(uv_handle_t *h) {
     rpc_maybe_free(r);
 }
 
+static void rpc_flush_close_cb(uv_handle_t *h) {
+    im_rpc *r = h->data;
+    r->flush_open = 0;
+    rpc_maybe_free(r);
+}
+
 void im_rpc_close(im_rpc *r, void (*done)(void *ud), void *ud) {
     im_rpc_stop_reading(r);
+    /* Replies not yet handed to the pipe go now, behind those that were. */
+    rpc_flush(r);
     r->closing = 1;
+    if (r->flush_open)
+        uv_close((uv_handle_t *)&r->flush, rpc_flush_close_cb);
     r->done = done;
     r->done_ud = ud;
     if (r->in_open) {

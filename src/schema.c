@@ -1,5 +1,6 @@
-/* schema.c: the JSON Schema subset of schema.h. Recursive over the value;
- * depth is bounded by the JSON parser's own nesting limit. */
+/* schema.c: the JSON Schema subset of schema.h, compiled once and then
+ * run. Recursive over the value; depth is bounded by the JSON parser's own
+ * nesting limit. */
 #include "schema.h"
 
 #include <math.h>
@@ -14,23 +15,46 @@
 
 #define PATH_MAX_LEN 256
 
-static int type_matches(const char *t, const cJSON *v) {
-    if (strcmp(t, "object") == 0)
-        return cJSON_IsObject(v);
-    if (strcmp(t, "array") == 0)
-        return cJSON_IsArray(v);
-    if (strcmp(t, "string") == 0)
-        return cJSON_IsString(v);
-    if (strcmp(t, "boolean") == 0)
-        return cJSON_IsBool(v);
-    if (strcmp(t, "null") == 0)
-        return cJSON_IsNull(v);
-    if (strcmp(t, "number") == 0)
-        return cJSON_IsNumber(v) && isfinite(v->valuedouble);
-    if (strcmp(t, "integer") == 0)
-        return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
-               v->valuedouble == floor(v->valuedouble);
+/* Value kinds, as bits: a schema's type list becomes one mask. */
+enum {
+    K_OBJECT = 1 << 0,
+    K_ARRAY = 1 << 1,
+    K_STRING = 1 << 2,
+    K_BOOLEAN = 1 << 3,
+    K_NULL = 1 << 4,
+    K_NUMBER = 1 << 5,    /* a finite number */
+    K_INTEGER = 1 << 6,   /* a finite whole number */
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} kind_names[] = {
+    {"object", K_OBJECT}, {"array", K_ARRAY}, {"string", K_STRING}, {"boolean", K_BOOLEAN},
+    {"null", K_NULL},     {"number", K_NUMBER}, {"integer", K_INTEGER},
+};
+
+static unsigned kind_bit(const char *name) {
+    for (size_t i = 0; i < IM_ARRAY_SIZE(kind_names); i++)
+        if (strcmp(name, kind_names[i].name) == 0)
+            return kind_names[i].bit;
     return 0;
+}
+
+static unsigned kinds_of(const cJSON *v) {
+    switch (v->type & 0xFF) {
+    case cJSON_Object: return K_OBJECT;
+    case cJSON_Array: return K_ARRAY;
+    case cJSON_String: return K_STRING;
+    case cJSON_True:
+    case cJSON_False: return K_BOOLEAN;
+    case cJSON_NULL: return K_NULL;
+    case cJSON_Number:
+        if (!isfinite(v->valuedouble))
+            return 0;
+        return K_NUMBER | (v->valuedouble == floor(v->valuedouble) ? K_INTEGER : 0);
+    default: return 0;
+    }
 }
 
 static const char *kind_of(const cJSON *v) {
@@ -45,38 +69,306 @@ static const char *kind_of(const cJSON *v) {
 
 static const char *path_or(const char *path) { return *path ? path : "the value"; }
 
-/* Compiled patterns, by their text. Compiling on every call was the
- * largest single cost of a get_quote (about 16% in a profile, make
- * bench); the tools use a handful of patterns, so a small table serves.
- * Entries live for the process (reachable from this table). */
-#define PATTERN_CACHE 32
-static struct {
-    char *text;
-    regex_t re;
-} pattern_cache[PATTERN_CACHE];
-static size_t pattern_count;
+/* ---- the compiled form ---------------------------------------------------- */
 
-/* Returns the compiled pattern, or NULL when it does not compile (or the
- * table is full and it cannot be compiled into a scratch slot). */
-static const regex_t *pattern_get(const char *text, regex_t *scratch, int *scratch_used) {
-    *scratch_used = 0;
-    for (size_t i = 0; i < pattern_count; i++)
-        if (strcmp(pattern_cache[i].text, text) == 0)
-            return &pattern_cache[i].re;
-    if (pattern_count < PATTERN_CACHE) {
-        char *copy = strdup(text);
-        if (copy != NULL &&
-            regcomp(&pattern_cache[pattern_count].re, text, REG_EXTENDED | REG_NOSUB) == 0) {
-            pattern_cache[pattern_count].text = copy;
-            return &pattern_cache[pattern_count++].re;
-        }
-        free(copy);
-        return NULL;
+typedef struct sc_prop {
+    const char *key;      /* points into the source schema */
+    size_t klen;
+    im_schema *s;         /* owned */
+} sc_prop;
+
+typedef struct sc_req {
+    const char *key;
+    int prop;             /* index in props, or -1 */
+    int fill_null;        /* its schema's type list names null */
+} sc_req;
+
+enum { B_MIN, B_XMIN, B_MAX, B_XMAX, B_COUNT };
+
+struct im_schema {
+    int any;                  /* not an object, or true: every value passes */
+    int has_type;
+    unsigned kinds;           /* K_* the type keyword allows */
+    char want[128];           /* the type list as a sentence: "string or null" */
+    const cJSON *konst, *enm; /* borrowed */
+    int has_bound[B_COUNT];
+    double bound[B_COUNT];
+    int has_min_len, has_max_len;
+    double min_len, max_len;
+    const char *pattern;      /* borrowed; NULL when absent */
+    int re_ok;
+    regex_t re;
+    /* objects */
+    sc_prop *props;           /* sorted by key, the first of duplicates kept */
+    size_t nprops;
+    sc_req *req;              /* in the schema's order */
+    size_t nreq;
+    int any_fill_null;
+    int addl_false;
+    im_schema *addl;          /* an object-valued additionalProperties (hint only) */
+    char names[160];          /* the properties, in schema order, for a message */
+    /* arrays */
+    im_schema *items;         /* the object form */
+    im_schema **tuple;        /* the array form (hint only) */
+    size_t ntuple;
+    int has_min_items, has_max_items;
+    double min_items, max_items;
+    int wants_array;
+};
+
+/* Deeper than im_schema_check allows (32): additionalProperties and tuple
+ * items, which it does not walk, are compiled for hints too. */
+#define COMPILE_DEPTH 64
+
+static int prop_cmp(const void *a, const void *b) {
+    return strcmp(((const sc_prop *)a)->key, ((const sc_prop *)b)->key);
+}
+
+static int find_prop(const im_schema *s, const char *key, size_t klen) {
+    size_t lo = 0, hi = s->nprops;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const sc_prop *p = &s->props[mid];
+        size_t n = p->klen < klen ? p->klen : klen;
+        int c = memcmp(p->key, key, n);
+        if (c == 0)
+            c = p->klen < klen ? -1 : p->klen > klen;
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (regcomp(scratch, text, REG_EXTENDED | REG_NOSUB) != 0)
+    return -1;
+}
+
+static int compile_node(const cJSON *src, im_schema **out, int depth);
+
+static double num_kw(const cJSON *src, const char *kw, int *has) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(src, kw);
+    *has = cJSON_IsNumber(b);
+    return *has ? b->valuedouble : 0;
+}
+
+static int compile_object_part(im_schema *s, const cJSON *src, int depth) {
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(src, "properties");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(src, "required");
+    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(src, "additionalProperties");
+    const cJSON *e;
+    int n;
+
+    s->addl_false = cJSON_IsFalse(addl);
+    if (cJSON_IsObject(addl) && compile_node(addl, &s->addl, depth + 1) != 0)
+        return IM_ENOMEM;
+    if (!cJSON_IsObject(props))
+        props = NULL;
+    /* The message lists every key under "properties", in order. */
+    cJSON_ArrayForEach(e, props) {
+        size_t l = strlen(s->names);
+        snprintf(s->names + l, sizeof s->names - l, "%s%s", l ? ", " : "",
+                 e->string ? e->string : "");
+    }
+    if (props != NULL && (n = cJSON_GetArraySize(props)) > 0) {
+        s->props = calloc((size_t)n, sizeof *s->props);
+        if (s->props == NULL)
+            return IM_ENOMEM;
+        cJSON_ArrayForEach(e, props) {
+            int dup = 0;
+            if (e->string == NULL)
+                continue;
+            for (size_t i = 0; i < s->nprops && !dup; i++)
+                dup = strcmp(s->props[i].key, e->string) == 0;
+            if (dup)
+                continue;
+            s->props[s->nprops].key = e->string;
+            s->props[s->nprops].klen = strlen(e->string);
+            if (compile_node(e, &s->props[s->nprops++].s, depth + 1) != 0)
+                return IM_ENOMEM;
+        }
+        qsort(s->props, s->nprops, sizeof *s->props, prop_cmp);
+    }
+    if (cJSON_IsArray(req) && (n = cJSON_GetArraySize(req)) > 0) {
+        s->req = calloc((size_t)n, sizeof *s->req);
+        if (s->req == NULL)
+            return IM_ENOMEM;
+        cJSON_ArrayForEach(e, req) {
+            sc_req *r;
+            const cJSON *ps, *type, *ty;
+            if (!cJSON_IsString(e))
+                continue;
+            r = &s->req[s->nreq++];
+            r->key = e->valuestring;
+            r->prop = find_prop(s, e->valuestring, strlen(e->valuestring));
+            ps = cJSON_GetObjectItemCaseSensitive(props, e->valuestring);
+            type = cJSON_GetObjectItemCaseSensitive(ps, "type");
+            if (cJSON_IsArray(type)) {
+                cJSON_ArrayForEach(ty, type) {
+                    if (cJSON_IsString(ty) && strcmp(ty->valuestring, "null") == 0)
+                        r->fill_null = 1;
+                }
+            }
+            s->any_fill_null |= r->fill_null;
+        }
+    }
+    return 0;
+}
+
+static int compile_array_part(im_schema *s, const cJSON *src, int depth) {
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(src, "items"), *e;
+    s->min_items = num_kw(src, "minItems", &s->has_min_items);
+    s->max_items = num_kw(src, "maxItems", &s->has_max_items);
+    if (cJSON_IsObject(items))
+        return compile_node(items, &s->items, depth + 1);
+    if (cJSON_IsArray(items) && cJSON_GetArraySize(items) > 0) {
+        s->tuple = calloc((size_t)cJSON_GetArraySize(items), sizeof *s->tuple);
+        if (s->tuple == NULL)
+            return IM_ENOMEM;
+        cJSON_ArrayForEach(e, items) {
+            if (compile_node(e, &s->tuple[s->ntuple++], depth + 1) != 0)
+                return IM_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Fails only for lack of memory or depth: the rules are im_schema_check's,
+ * applied before. A partly built node is left in *out for the caller to
+ * free. */
+static int compile_node(const cJSON *src, im_schema **out, int depth) {
+    static const char *bound_kw[B_COUNT] = {"minimum", "exclusiveMinimum", "maximum",
+                                            "exclusiveMaximum"};
+    im_schema *s;
+    const cJSON *t, *p;
+
+    *out = NULL;
+    if (depth > COMPILE_DEPTH || (s = calloc(1, sizeof *s)) == NULL)
+        return IM_ENOMEM;
+    *out = s;
+    if (cJSON_IsTrue(src) || !cJSON_IsObject(src)) {
+        s->any = 1;
+        return 0;
+    }
+    t = cJSON_GetObjectItemCaseSensitive(src, "type");
+    if (cJSON_IsString(t)) {
+        s->has_type = 1;
+        s->kinds = kind_bit(t->valuestring);
+        snprintf(s->want, sizeof s->want, "%s", t->valuestring);
+        s->wants_array = strcmp(t->valuestring, "array") == 0;
+    } else if (cJSON_IsArray(t)) {
+        const cJSON *e;
+        s->has_type = 1;
+        cJSON_ArrayForEach(e, t) {
+            if (!cJSON_IsString(e))
+                continue;
+            size_t l = strlen(s->want);
+            s->kinds |= kind_bit(e->valuestring);
+            snprintf(s->want + l, sizeof s->want - l, "%s%s", l ? " or " : "", e->valuestring);
+        }
+        s->wants_array = (s->kinds & K_ARRAY) && !(s->kinds & K_OBJECT);
+    }
+    s->konst = cJSON_GetObjectItemCaseSensitive(src, "const");
+    s->enm = cJSON_GetObjectItemCaseSensitive(src, "enum");
+    if (!cJSON_IsArray(s->enm))
+        s->enm = NULL;
+    for (int i = 0; i < B_COUNT; i++)
+        s->bound[i] = num_kw(src, bound_kw[i], &s->has_bound[i]);
+    s->min_len = num_kw(src, "minLength", &s->has_min_len);
+    s->max_len = num_kw(src, "maxLength", &s->has_max_len);
+    p = cJSON_GetObjectItemCaseSensitive(src, "pattern");
+    if (cJSON_IsString(p)) {
+        s->pattern = p->valuestring;
+        s->re_ok = regcomp(&s->re, p->valuestring, REG_EXTENDED | REG_NOSUB) == 0;
+    }
+    if (compile_object_part(s, src, depth) != 0 || compile_array_part(s, src, depth) != 0)
+        return IM_ENOMEM;
+    return 0;
+}
+
+void im_schema_free(im_schema *s) {
+    if (s == NULL)
+        return;
+    if (s->re_ok)
+        regfree(&s->re);
+    for (size_t i = 0; i < s->nprops; i++)
+        im_schema_free(s->props[i].s);
+    free(s->props);
+    free(s->req);
+    im_schema_free(s->addl);
+    im_schema_free(s->items);
+    for (size_t i = 0; i < s->ntuple; i++)
+        im_schema_free(s->tuple[i]);
+    free(s->tuple);
+    free(s);
+}
+
+int im_schema_compile(const cJSON *schema, im_schema **out, char *err, size_t errlen) {
+    int rc;
+    *out = NULL;
+    if (schema == NULL)
+        return IM_EINVAL;
+    if ((rc = im_schema_check(schema, err, errlen)) != 0)
+        return rc;
+    if (compile_node(schema, out, 0) != 0) {
+        im_schema_free(*out);
+        *out = NULL;
+        snprintf(err, errlen, "schema could not be compiled (out of memory, or nested too deeply)");
+        return IM_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- hints ---------------------------------------------------------------- */
+
+const im_schema *im_schema_property(const im_schema *s, const char *key, size_t klen) {
+    int i;
+    if (s == NULL || s->any)
         return NULL;
-    *scratch_used = 1;
-    return scratch;
+    if ((i = find_prop(s, key, klen)) >= 0)
+        return s->props[i].s;
+    return s->addl;
+}
+
+const im_schema *im_schema_item(const im_schema *s, long long i) {
+    if (s == NULL || s->any)
+        return NULL;
+    if (s->items != NULL)
+        return s->items;
+    if (i >= 1 && (unsigned long long)i <= s->ntuple)
+        return s->tuple[i - 1];
+    return NULL;
+}
+
+int im_schema_wants_array(const im_schema *s) { return s != NULL && s->wants_array; }
+
+/* ---- checking ------------------------------------------------------------- */
+
+/* Where the checked value is, "positions[2].qty": appended to on the way
+ * down and cut back on return; read only for a message. A path that
+ * outgrows the buffer is cut short. */
+typedef struct sc_path {
+    char buf[PATH_MAX_LEN];
+    size_t len;
+} sc_path;
+
+static size_t path_push(sc_path *p, const char *a, size_t alen, const char *b, size_t blen) {
+    size_t saved = p->len, room = sizeof p->buf - 1 - p->len;
+    if (alen > room)
+        alen = room;
+    memcpy(p->buf + p->len, a, alen);
+    p->len += alen;
+    room -= alen;
+    if (blen > room)
+        blen = room;
+    memcpy(p->buf + p->len, b, blen);
+    p->len += blen;
+    p->buf[p->len] = '\0';
+    return saved;
+}
+
+static void path_pop(sc_path *p, size_t saved) {
+    p->len = saved;
+    p->buf[saved] = '\0';
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *path, const char *detail) {
@@ -84,101 +376,74 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *path, con
     return IM_ESCHEMA;
 }
 
-static int validate(const cJSON *s, const cJSON *v, const char *path, char *err, size_t errlen);
+static int run(const im_schema *s, const cJSON *v, sc_path *path, char *err, size_t errlen);
 
-static int check_type(const cJSON *s, const cJSON *v, const char *path, char *err, size_t errlen) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s, "type");
-    char want[128] = "";
-
-    if (t == NULL)
+static int check_type(const im_schema *s, const cJSON *v, const char *path, char *err,
+                      size_t errlen) {
+    if (!s->has_type || (s->kinds & kinds_of(v)))
         return 0;
-    if (cJSON_IsString(t)) {
-        if (type_matches(t->valuestring, v))
-            return 0;
-        snprintf(want, sizeof want, "%s", t->valuestring);
-    } else if (cJSON_IsArray(t)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, t) {
-            if (cJSON_IsString(e) && type_matches(e->valuestring, v))
-                return 0;
-            if (cJSON_IsString(e)) {
-                size_t l = strlen(want);
-                snprintf(want + l, sizeof want - l, "%s%s", l ? " or " : "", e->valuestring);
-            }
-        }
-    } else {
-        return 0;
-    }
     snprintf(err, errlen, "%s must be %s %s (got %s)", path_or(path),
-             (want[0] == 'a' || want[0] == 'i' || want[0] == 'o') ? "an" : "a", want, kind_of(v));
+             (s->want[0] == 'a' || s->want[0] == 'i' || s->want[0] == 'o') ? "an" : "a", s->want,
+             kind_of(v));
     return IM_ESCHEMA;
 }
 
-static int check_number(const cJSON *s, const cJSON *v, const char *path, char *err,
+static int check_number(const im_schema *s, const cJSON *v, const char *path, char *err,
                         size_t errlen) {
-    static const struct { const char *kw; const char *sentence; int strict; int upper; } rules[] = {
-        {"minimum", "at least", 0, 0},
-        {"exclusiveMinimum", "greater than", 1, 0},
-        {"maximum", "at most", 0, 1},
-        {"exclusiveMaximum", "less than", 1, 1},
-    };
+    static const char *sentence[B_COUNT] = {"at least", "greater than", "at most", "less than"};
     double x = v->valuedouble;
     if (!isfinite(x))
         return fail(err, errlen, "%s must be a finite number%s", path, "");
-    for (size_t i = 0; i < IM_ARRAY_SIZE(rules); i++) {
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, rules[i].kw);
-        if (!cJSON_IsNumber(b))
+    for (int i = 0; i < B_COUNT; i++) {
+        double lim = s->bound[i];
+        int bad;
+        if (!s->has_bound[i])
             continue;
-        double lim = b->valuedouble;
-        int bad = rules[i].upper ? (rules[i].strict ? !(x < lim) : !(x <= lim))
-                                 : (rules[i].strict ? !(x > lim) : !(x >= lim));
+        switch (i) {
+        case B_MIN: bad = !(x >= lim); break;
+        case B_XMIN: bad = !(x > lim); break;
+        case B_MAX: bad = !(x <= lim); break;
+        default: bad = !(x < lim); break;
+        }
         if (bad) {
-            snprintf(err, errlen, "%s must be %s %.15g (got %.15g)", path_or(path),
-                     rules[i].sentence, lim, x);
+            snprintf(err, errlen, "%s must be %s %.15g (got %.15g)", path_or(path), sentence[i],
+                     lim, x);
             return IM_ESCHEMA;
         }
     }
     return 0;
 }
 
-static int check_string(const cJSON *s, const cJSON *v, const char *path, char *err,
+static int check_string(const im_schema *s, const cJSON *v, const char *path, char *err,
                         size_t errlen) {
     const char *str = v->valuestring;
-    size_t chars = 0;
-    const cJSON *b;
 
-    /* Length in code points, as JSON Schema counts it. */
-    for (const unsigned char *p = (const unsigned char *)str; *p; p++)
-        if ((*p & 0xC0) != 0x80)
-            chars++;
-    b = cJSON_GetObjectItemCaseSensitive(s, "minLength");
-    if (cJSON_IsNumber(b) && (double)chars < b->valuedouble) {
-        snprintf(err, errlen, "%s must be at least %.0f characters long", path_or(path),
-                 b->valuedouble);
-        return IM_ESCHEMA;
+    if (s->has_min_len || s->has_max_len) {
+        size_t chars = 0;
+        /* Length in code points, as JSON Schema counts it. */
+        for (const unsigned char *p = (const unsigned char *)str; *p; p++)
+            if ((*p & 0xC0) != 0x80)
+                chars++;
+        if (s->has_min_len && (double)chars < s->min_len) {
+            snprintf(err, errlen, "%s must be at least %.0f characters long", path_or(path),
+                     s->min_len);
+            return IM_ESCHEMA;
+        }
+        if (s->has_max_len && (double)chars > s->max_len) {
+            snprintf(err, errlen, "%s must be at most %.0f characters long", path_or(path),
+                     s->max_len);
+            return IM_ESCHEMA;
+        }
     }
-    b = cJSON_GetObjectItemCaseSensitive(s, "maxLength");
-    if (cJSON_IsNumber(b) && (double)chars > b->valuedouble) {
-        snprintf(err, errlen, "%s must be at most %.0f characters long", path_or(path),
-                 b->valuedouble);
-        return IM_ESCHEMA;
-    }
-    b = cJSON_GetObjectItemCaseSensitive(s, "pattern");
-    if (cJSON_IsString(b)) {
-        regex_t scratch;
-        int m, used;
-        const regex_t *re = pattern_get(b->valuestring, &scratch, &used);
-        if (re == NULL) {
+    if (s->pattern != NULL) {
+        if (!s->re_ok) {
             snprintf(err, errlen, "schema pattern for %s does not compile", path_or(path));
             return IM_ESCHEMA;
         }
-        m = regexec(re, str, 0, NULL, 0);
-        if (used)
-            regfree(&scratch);
-        if (m != 0) {
+        if (regexec(&s->re, str, 0, NULL, 0) != 0) {
             char shown[64];
             im_text_copy(shown, sizeof shown, str);
-            snprintf(err, errlen, "%s must match %s (got \"%s\")", path_or(path), b->valuestring,
+            snprintf(err, errlen, "%s must match %s (got \"%s\")", path_or(path), s->pattern,
                      shown);
             return IM_ESCHEMA;
         }
@@ -186,24 +451,23 @@ static int check_string(const cJSON *s, const cJSON *v, const char *path, char *
     return 0;
 }
 
-static int check_enum(const cJSON *s, const cJSON *v, const char *path, char *err,
+static int check_enum(const im_schema *s, const cJSON *v, const char *path, char *err,
                       size_t errlen) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(s, "enum"), *c;
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(s, "const");
-    if (k != NULL && !cJSON_Compare(k, v, 1)) {
-        char *want = cJSON_PrintUnformatted(k);
+    const cJSON *c;
+    if (s->konst != NULL && !cJSON_Compare(s->konst, v, 1)) {
+        char *want = cJSON_PrintUnformatted(s->konst);
         snprintf(err, errlen, "%s must be %s", path_or(path), want ? want : "a constant");
         cJSON_free(want);
         return IM_ESCHEMA;
     }
-    if (!cJSON_IsArray(e))
+    if (s->enm == NULL)
         return 0;
-    cJSON_ArrayForEach(c, e) {
+    cJSON_ArrayForEach(c, s->enm) {
         if (cJSON_Compare(c, v, 1))
             return 0;
     }
     char list[200] = "";
-    cJSON_ArrayForEach(c, e) {
+    cJSON_ArrayForEach(c, s->enm) {
         size_t l = strlen(list);
         char *t = cJSON_PrintUnformatted(c);
         snprintf(list + l, sizeof list - l, "%s%s", l ? ", " : "", t ? t : "?");
@@ -213,87 +477,96 @@ static int check_enum(const cJSON *s, const cJSON *v, const char *path, char *er
     return IM_ESCHEMA;
 }
 
-static int check_object(const cJSON *s, const cJSON *v, const char *path, char *err,
-                        size_t errlen) {
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
-    const cJSON *addl = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
-    const cJSON *e;
-    char sub[PATH_MAX_LEN];
+static int has_member(const cJSON *v, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(v, key) != NULL;
+}
 
-    if (cJSON_IsArray(req)) {
-        cJSON_ArrayForEach(e, req) {
-            if (cJSON_IsString(e) && cJSON_GetObjectItemCaseSensitive(v, e->valuestring) == NULL) {
-                if (*path)
-                    snprintf(err, errlen, "%s.%s is required", path, e->valuestring);
+static int check_object(const im_schema *s, const cJSON *v, sc_path *path, char *err,
+                        size_t errlen) {
+    const cJSON *e;
+    unsigned long long seen = 0;   /* bit i: props[i] is present, for i < 64 */
+
+    if (s->nreq > 0) {
+        if (s->nprops > 0) {
+            cJSON_ArrayForEach(e, v) {
+                int i = e->string ? find_prop(s, e->string, strlen(e->string)) : -1;
+                if (i >= 0 && i < 64)
+                    seen |= 1ULL << i;
+            }
+        }
+        for (size_t k = 0; k < s->nreq; k++) {
+            const sc_req *r = &s->req[k];
+            int present = r->prop >= 0 && r->prop < 64 ? (int)(seen >> r->prop & 1)
+                                                        : has_member(v, r->key);
+            if (!present) {
+                if (path->len)
+                    snprintf(err, errlen, "%s.%s is required", path->buf, r->key);
                 else
-                    snprintf(err, errlen, "%s is required", e->valuestring);
+                    snprintf(err, errlen, "%s is required", r->key);
                 return IM_ESCHEMA;
             }
         }
     }
     cJSON_ArrayForEach(e, v) {
-        const cJSON *ps = cJSON_IsObject(props) ? cJSON_GetObjectItemCaseSensitive(props, e->string)
-                                                : NULL;
-        if (*path)
-            snprintf(sub, sizeof sub, "%s.%s", path, e->string);
-        else
-            snprintf(sub, sizeof sub, "%s", e->string);
-        if (ps != NULL) {
-            int rc = validate(ps, e, sub, err, errlen);
-            if (rc != 0)
-                return rc;
-        } else if (cJSON_IsFalse(addl)) {
-            char names[160] = "";
-            const cJSON *p;
-            cJSON_ArrayForEach(p, props) {
-                size_t l = strlen(names);
-                snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", p->string);
-            }
-            snprintf(err, errlen, "unexpected argument %s (allowed: %s)", sub,
-                     names[0] ? names : "none");
-            return IM_ESCHEMA;
+        const char *key = e->string ? e->string : "";
+        size_t klen = strlen(key);
+        int i = find_prop(s, key, klen), rc = 0;
+        size_t saved = path->len ? path_push(path, ".", 1, key, klen)
+                                 : path_push(path, key, klen, "", 0);
+        if (i >= 0) {
+            rc = run(s->props[i].s, e, path, err, errlen);
+        } else if (s->addl_false) {
+            snprintf(err, errlen, "unexpected argument %s (allowed: %s)", path->buf,
+                     s->names[0] ? s->names : "none");
+            rc = IM_ESCHEMA;
         }
-    }
-    return 0;
-}
-
-static int check_array(const cJSON *s, const cJSON *v, const char *path, char *err,
-                       size_t errlen) {
-    const cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
-    const cJSON *b, *e;
-    int n = cJSON_GetArraySize(v), i = 0;
-    char sub[PATH_MAX_LEN];
-
-    b = cJSON_GetObjectItemCaseSensitive(s, "minItems");
-    if (cJSON_IsNumber(b) && n < b->valuedouble)
-        return fail(err, errlen, "%s has too few items%s", path, "");
-    b = cJSON_GetObjectItemCaseSensitive(s, "maxItems");
-    if (cJSON_IsNumber(b) && n > b->valuedouble)
-        return fail(err, errlen, "%s has too many items%s", path, "");
-    if (!cJSON_IsObject(items))
-        return 0;
-    cJSON_ArrayForEach(e, v) {
-        snprintf(sub, sizeof sub, "%s[%d]", *path ? path : "$", i++);
-        int rc = validate(items, e, sub, err, errlen);
+        path_pop(path, saved);
         if (rc != 0)
             return rc;
     }
     return 0;
 }
 
-static int validate(const cJSON *s, const cJSON *v, const char *path, char *err, size_t errlen) {
-    int rc;
-    if (cJSON_IsTrue(s) || !cJSON_IsObject(s))
+static int check_array(const im_schema *s, const cJSON *v, sc_path *path, char *err,
+                       size_t errlen) {
+    const cJSON *e;
+    int i = 0;
+
+    if (s->has_min_items || s->has_max_items) {
+        int n = cJSON_GetArraySize(v);
+        if (s->has_min_items && n < s->min_items)
+            return fail(err, errlen, "%s has too few items%s", path->buf, "");
+        if (s->has_max_items && n > s->max_items)
+            return fail(err, errlen, "%s has too many items%s", path->buf, "");
+    }
+    if (s->items == NULL)
         return 0;
-    if ((rc = check_type(s, v, path, err, errlen)) != 0)
+    cJSON_ArrayForEach(e, v) {
+        char idx[24];
+        int il = snprintf(idx, sizeof idx, "[%d]", i++);
+        size_t saved = path->len ? path_push(path, idx, (size_t)il, "", 0)
+                                 : path_push(path, "$", 1, idx, (size_t)il);
+        int rc = run(s->items, e, path, err, errlen);
+        path_pop(path, saved);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int run(const im_schema *s, const cJSON *v, sc_path *path, char *err, size_t errlen) {
+    int rc;
+    if (s->any)
+        return 0;
+    if ((rc = check_type(s, v, path->buf, err, errlen)) != 0)
         return rc;
-    if ((rc = check_enum(s, v, path, err, errlen)) != 0)
+    if ((s->konst != NULL || s->enm != NULL) &&
+        (rc = check_enum(s, v, path->buf, err, errlen)) != 0)
         return rc;
     if (cJSON_IsNumber(v))
-        return check_number(s, v, path, err, errlen);
+        return check_number(s, v, path->buf, err, errlen);
     if (cJSON_IsString(v))
-        return check_string(s, v, path, err, errlen);
+        return check_string(s, v, path->buf, err, errlen);
     if (cJSON_IsObject(v))
         return check_object(s, v, path, err, errlen);
     if (cJSON_IsArray(v))
@@ -301,10 +574,52 @@ static int validate(const cJSON *s, const cJSON *v, const char *path, char *err,
     return 0;
 }
 
+int im_schema_run(const im_schema *s, const cJSON *v, char *err, size_t errlen) {
+    sc_path path;
+    if (s == NULL || v == NULL)
+        return IM_EINVAL;
+    path.buf[0] = '\0';
+    path.len = 0;
+    return run(s, v, &path, err, errlen);
+}
+
+static void fill_nulls(const im_schema *s, cJSON *v, int depth) {
+    cJSON *child;
+    if (s == NULL || s->any || depth > 8 || !cJSON_IsObject(v))
+        return;
+    if (s->any_fill_null) {
+        for (size_t k = 0; k < s->nreq; k++)
+            if (s->req[k].fill_null && !has_member(v, s->req[k].key))
+                cJSON_AddNullToObject(v, s->req[k].key);
+    }
+    if (s->nprops == 0)
+        return;
+    cJSON_ArrayForEach(child, v) {
+        int i;
+        if (!cJSON_IsObject(child) || child->string == NULL)
+            continue;
+        if ((i = find_prop(s, child->string, strlen(child->string))) >= 0)
+            fill_nulls(s->props[i].s, child, depth + 1);
+    }
+}
+
+void im_schema_fill_nulls(const im_schema *s, cJSON *v) { fill_nulls(s, v, 0); }
+
 int im_schema_validate(const cJSON *schema, const cJSON *v, char *err, size_t errlen) {
+    im_schema *s;
+    int rc;
     if (schema == NULL || v == NULL)
         return IM_EINVAL;
-    return validate(schema, v, "", err, errlen);
+    /* No im_schema_check here: what the validator cannot read, it does not
+     * enforce, as before compiling existed. */
+    if (compile_node(schema, &s, 0) != 0) {
+        im_schema_free(s);
+        snprintf(err, errlen, "the schema could not be compiled (out of memory)");
+        return IM_ENOMEM;
+    }
+    rc = im_schema_run(s, v, err, errlen);
+    im_schema_free(s);
+    return rc;
 }
 
 static int check_schema(const cJSON *s, char *err, size_t errlen, int depth) {

@@ -6,19 +6,48 @@
  * ECMA-262 for the anchored character-class patterns tools use), minItems,
  * maxItems. Keywords it does not know are ignored. Tool arguments are
  * checked against inputSchema before any Lua runs, and results against
- * outputSchema before they are sent. Uses cJSON. */
+ * outputSchema before they are sent.
+ *
+ * A schema is compiled once (im_schema_compile): every keyword is looked up
+ * when the tool loads, properties are sorted for binary search and patterns
+ * are compiled, so checking a value does no keyword lookup, no regcomp and
+ * no printf unless it fails. Looking keywords up by name on every call was
+ * the largest cost of a get_quote reply. Uses cJSON. */
 #ifndef IM_SCHEMA_H
 #define IM_SCHEMA_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-/* Returns 0 when v conforms to schema, else IM_ESCHEMA with a sentence in
- * err naming the first offending place, e.g.
- * "quantity must be at least 1 (got 0)". */
+typedef struct im_schema im_schema;
+
+/* Compiles schema, which must outlive the result (enum and const values
+ * are read from it). Refuses, with IM_ESCHEMA and a sentence, what
+ * im_schema_check refuses. Returns 0 and *out (free with im_schema_free),
+ * IM_ESCHEMA or IM_ENOMEM. */
+int im_schema_compile(const cJSON *schema, im_schema **out, char *err, size_t errlen);
+void im_schema_free(im_schema *s);
+
+/* Returns 0 when v conforms, else IM_ESCHEMA with a sentence in err naming
+ * the first offending place, e.g. "quantity must be at least 1 (got 0)". */
+int im_schema_run(const im_schema *s, const cJSON *v, char *err, size_t errlen);
+/* Required properties whose schema's type list admits null and that v
+ * leaves out are added as null, in v and its nested objects (a Lua table
+ * cannot hold nil). */
+void im_schema_fill_nulls(const im_schema *s, cJSON *v);
+
+/* Hints for building a value (script_json.c); s may be NULL. The schema of
+ * property key (properties[key], else an object-valued
+ * additionalProperties), of element i (1-based; items, or items[i-1] in
+ * the tuple form), and whether an empty value is an array. */
+const im_schema *im_schema_property(const im_schema *s, const char *key, size_t klen);
+const im_schema *im_schema_item(const im_schema *s, long long i);
+int im_schema_wants_array(const im_schema *s);
+
+/* One-off forms: compile, run, free. */
 int im_schema_validate(const cJSON *schema, const cJSON *v, char *err, size_t errlen);
-/* Returns 0 when schema uses only what im_schema_validate understands
- * correctly (known types, compilable patterns), else IM_ESCHEMA + err. */
+/* Returns 0 when schema uses only what the validator understands correctly
+ * (known types, compilable patterns), else IM_ESCHEMA + err. */
 int im_schema_check(const cJSON *schema, char *err, size_t errlen);
 
 #endif

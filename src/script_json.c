@@ -161,10 +161,21 @@ static size_t path_key(struct conv *c, int idx) {
 
     switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
-        size_t len;
+        /* Every member passes here: copied, not printed. */
+        size_t len, saved = c->plen, shown, room = sizeof c->path - 1 - c->plen;
         const char *k = lua_tolstring(L, idx, &len);
-        int shown = len > SJSON_PATH_KEY_MAX ? SJSON_PATH_KEY_MAX : (int)len;
-        return path_append(c, ".%.*s%s", shown, k, len > SJSON_PATH_KEY_MAX ? "..." : "");
+        shown = len > SJSON_PATH_KEY_MAX ? SJSON_PATH_KEY_MAX : len;
+        if (room < shown + 4) /* ".", the key, "..." */
+            return path_append(c, ".%.*s%s", (int)shown, k, len > shown ? "..." : "");
+        c->path[c->plen++] = '.';
+        memcpy(c->path + c->plen, k, shown);
+        c->plen += shown;
+        if (len > shown) {
+            memcpy(c->path + c->plen, "...", 3);
+            c->plen += 3;
+        }
+        c->path[c->plen] = '\0';
+        return saved;
     }
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
@@ -247,55 +258,7 @@ static int check_text(struct conv *c, const char *s, size_t len, const char *wha
     return 0;
 }
 
-/* Schema hints. Only the shape of empty tables depends on them. */
-static int schema_wants_array(const cJSON *schema) {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
-    const cJSON *t;
-    int array = 0, object = 0;
-
-    if (cJSON_IsString(type))
-        return strcmp(type->valuestring, "array") == 0;
-    if (!cJSON_IsArray(type))
-        return 0;
-    cJSON_ArrayForEach(t, type) {
-        if (cJSON_IsString(t) && strcmp(t->valuestring, "array") == 0)
-            array = 1;
-        else if (cJSON_IsString(t) && strcmp(t->valuestring, "object") == 0)
-            object = 1;
-    }
-    return array && !object;
-}
-
-/* The schema of property key: properties[key], else an object-valued
- * additionalProperties, else none. */
-static const cJSON *schema_property(const cJSON *schema, const char *key) {
-    const cJSON *props, *p;
-
-    if (!cJSON_IsObject(schema))
-        return NULL;
-    props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
-    if (cJSON_IsObject(props) && (p = cJSON_GetObjectItemCaseSensitive(props, key)) != NULL)
-        return p;
-    p = cJSON_GetObjectItemCaseSensitive(schema, "additionalProperties");
-    return cJSON_IsObject(p) ? p : NULL;
-}
-
-/* The schema of element i (1-based): items, or items[i-1] for the tuple
- * form. */
-static const cJSON *schema_item(const cJSON *schema, lua_Integer i) {
-    const cJSON *items;
-
-    if (!cJSON_IsObject(schema))
-        return NULL;
-    items = cJSON_GetObjectItemCaseSensitive(schema, "items");
-    if (cJSON_IsObject(items))
-        return items;
-    if (cJSON_IsArray(items) && i <= INT32_MAX)
-        return cJSON_GetArrayItem(items, (int)(i - 1));
-    return NULL;
-}
-
-static int conv_value(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out);
+static int conv_value(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out);
 
 struct member {
     const char *key; /* points into the Lua key, kept alive by the table */
@@ -315,7 +278,7 @@ static void members_free(struct member *m, size_t n) {
 /* The table at idx (absolute) with count string keys becomes an object.
  * Members are sorted by key, because lua_next order depends on the
  * state's random hash seed and output should be reproducible. */
-static int conv_object(struct conv *c, int idx, const cJSON *schema, int depth,
+static int conv_object(struct conv *c, int idx, const im_schema *schema, int depth,
                        lua_Integer count, cJSON **out) {
     lua_State *L = c->L;
     int top = lua_gettop(L);
@@ -334,7 +297,7 @@ static int conv_object(struct conv *c, int idx, const cJSON *schema, int depth,
 
         rc = check_text(c, k, klen, "key");
         if (rc == 0)
-            rc = conv_value(c, -1, schema_property(schema, k), depth + 1, &m[n].item);
+            rc = conv_value(c, -1, im_schema_property(schema, k, klen), depth + 1, &m[n].item);
         path_restore(c, saved);
         if (rc != 0) {
             lua_settop(L, top);
@@ -364,7 +327,7 @@ static int conv_object(struct conv *c, int idx, const cJSON *schema, int depth,
 }
 
 /* The table at idx (absolute) with keys exactly 1..count becomes an array. */
-static int conv_array(struct conv *c, int idx, const cJSON *schema, int depth,
+static int conv_array(struct conv *c, int idx, const im_schema *schema, int depth,
                       lua_Integer count, cJSON **out) {
     lua_State *L = c->L;
     cJSON *arr = cJSON_CreateArray();
@@ -377,7 +340,7 @@ static int conv_array(struct conv *c, int idx, const cJSON *schema, int depth,
         int rc;
 
         lua_rawgeti(L, idx, i);                       /* [value] */
-        rc = conv_value(c, -1, schema_item(schema, i), depth + 1, &item);
+        rc = conv_value(c, -1, im_schema_item(schema, (long long)i), depth + 1, &item);
         lua_pop(L, 1);
         path_restore(c, saved);
         if (rc != 0) {
@@ -416,7 +379,7 @@ static int conv_bad_key(struct conv *c, int idx, lua_Integer nstr, lua_Integer c
     return fail(c, IM_EINVAL, "is a table that is neither an array nor an object");
 }
 
-static int conv_table(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out) {
+static int conv_table(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out) {
     lua_State *L = c->L;
     lua_Integer count = 0, nint = 0, nstr = 0, maxint = 0;
     int top = lua_gettop(L);
@@ -442,7 +405,7 @@ static int conv_table(struct conv *c, int idx, const cJSON *schema, int depth, c
     assert(lua_gettop(L) == top);
     IM_UNUSED(top);
     if (count == 0) {
-        *out = schema_wants_array(schema) ? cJSON_CreateArray() : cJSON_CreateObject();
+        *out = im_schema_wants_array(schema) ? cJSON_CreateArray() : cJSON_CreateObject();
         return *out != NULL ? 0 : fail(c, IM_ENOMEM, "could not be converted (out of memory)");
     }
     if (nint == count && maxint == count) /* distinct keys in 1..count: exactly 1..n */
@@ -452,7 +415,7 @@ static int conv_table(struct conv *c, int idx, const cJSON *schema, int depth, c
     return conv_bad_key(c, idx, nstr, count);
 }
 
-static int conv_value(struct conv *c, int idx, const cJSON *schema, int depth, cJSON **out) {
+static int conv_value(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out) {
     lua_State *L = c->L;
     int t = lua_type(L, idx);
 
@@ -497,7 +460,7 @@ static int conv_value(struct conv *c, int idx, const cJSON *schema, int depth, c
     return 0;
 }
 
-int im_sjson_from_lua(lua_State *L, int idx, const cJSON *schema, int maxdepth, cJSON **out,
+int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, cJSON **out,
                       char *err, size_t errlen) {
     struct conv c;
     int top = lua_gettop(L);

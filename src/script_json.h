@@ -3,13 +3,15 @@
  * an array; any other table is an object; an empty table follows the
  * schema hint ("type":"array" makes []), and is {} otherwise. Non-finite
  * numbers, functions, userdata, threads and non-string keys are errors.
- * Uses Lua 5.4 and cJSON. */
+ * Uses Lua 5.4, cJSON and schema.h (for the hints). */
 #ifndef IM_SCRIPT_JSON_H
 #define IM_SCRIPT_JSON_H
 
 #include <cjson/cJSON.h>
 #include <lua.h>
 #include <stddef.h>
+
+#include "schema.h"
 
 #define IM_SJSON_MAX_DEPTH 64
 
@@ -18,11 +20,12 @@
  * memory error: call only where that is protected. */
 int im_sjson_push(lua_State *L, const cJSON *v, int maxdepth);
 
-/* Converts the Lua value at idx to JSON. schema may be NULL. On success
+/* Converts the Lua value at idx to JSON. schema (compiled, may be NULL)
+ * only shapes empty tables. On success
  * returns 0 and stores a new tree in *out (free with cJSON_Delete); on
  * failure returns IM_EINVAL / IM_ERANGE / IM_ENOMEM with a sentence in err
  * naming the path (e.g. "$.positions[2].qty is not a finite number"). */
-int im_sjson_from_lua(lua_State *L, int idx, const cJSON *schema, int maxdepth, cJSON **out,
+int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, cJSON **out,
                       char *err, size_t errlen);
 
 #endif

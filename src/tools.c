@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "jsonw.h"
 #include "log.h"
 #include "schema.h"
 #include "script.h"
@@ -32,6 +33,8 @@ typedef struct tool_def {
     char name[129];
     cJSON *input;      /* owned */
     cJSON *output;     /* owned */
+    im_schema *in_s;   /* owned: input, compiled */
+    im_schema *out_s;  /* owned: output, compiled */
     int run_ref;       /* registry ref of the run function */
 } tool_def;
 
@@ -90,59 +93,34 @@ static cJSON *result_text(const char *text, int is_error) {
     return res;
 }
 
-/* Required fields whose schema type admits null, and that the handler left
- * out (Lua cannot hold nil in a table), are written as null. */
-static void fill_nulls(const cJSON *schema, cJSON *v, int depth) {
-    const cJSON *req, *props, *r;
-    if (depth > 8 || !cJSON_IsObject(schema) || !cJSON_IsObject(v))
-        return;
-    props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
-    req = cJSON_GetObjectItemCaseSensitive(schema, "required");
-    cJSON_ArrayForEach(r, req) {
-        const cJSON *ps, *type, *ty;
-        int nullable = 0;
-        if (!cJSON_IsString(r) || cJSON_GetObjectItemCaseSensitive(v, r->valuestring))
-            continue;
-        ps = cJSON_GetObjectItemCaseSensitive(props, r->valuestring);
-        type = cJSON_GetObjectItemCaseSensitive(ps, "type");
-        cJSON_ArrayForEach(ty, type) {
-            if (cJSON_IsString(ty) && strcmp(ty->valuestring, "null") == 0)
-                nullable = 1;
-        }
-        if (nullable)
-            cJSON_AddNullToObject(v, r->valuestring);
-    }
-    cJSON *child;
-    cJSON_ArrayForEach(child, v) {
-        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(props, child->string);
-        if (cJSON_IsObject(child))
-            fill_nulls(ps, child, depth + 1);
-    }
-}
-
 static cJSON *result_structured(const tool_def *d, lua_State *co, int idx) {
     char err[512];
     cJSON *v = NULL, *res;
     char *text;
+    im_jw w;
 
-    if (im_sjson_from_lua(co, idx, d->output, IM_SJSON_MAX_DEPTH, &v, err, sizeof err) != 0) {
+    if (im_sjson_from_lua(co, idx, d->out_s, IM_SJSON_MAX_DEPTH, &v, err, sizeof err) != 0) {
         im_error("tool %s returned a value that is not JSON: %s", d->name, err);
         return result_text("The tool returned malformed data (a server bug); see the server log.", 1);
     }
-    fill_nulls(d->output, v, 0);
-    if (im_schema_validate(d->output, v, err, sizeof err) != 0) {
+    /* Required fields whose type admits null and that the handler left out
+     * (Lua cannot hold nil in a table) are written as null. */
+    im_schema_fill_nulls(d->out_s, v);
+    if (im_schema_run(d->out_s, v, err, sizeof err) != 0) {
         im_error("tool %s result breaks its output schema: %s", d->name, err);
         cJSON_Delete(v);
         return result_text("The tool's result did not match its output schema (a server bug); "
                            "see the server log.", 1);
     }
-    text = cJSON_PrintUnformatted(v);
+    im_jw_init(&w);
+    im_jw_cjson(&w, v);
+    text = im_jw_take(&w, NULL);
     if (text == NULL) {
         cJSON_Delete(v);
         return NULL;
     }
     res = result_text(text, 0);
-    cJSON_free(text);
+    free(text);
     cJSON_AddItemToObject(res, "structuredContent", v);
     return res;
 }
@@ -928,13 +906,13 @@ static int load_def(im_tools *t, const char *file, char *err, size_t errlen) {
     if (raw_field(L, top, "input") != LUA_TTABLE)
         LOAD_FAIL("%s: input must be a JSON Schema table", file);
     if (im_sjson_from_lua(L, -1, NULL, 32, &d->input, jerr, sizeof jerr) != 0 ||
-        im_schema_check(d->input, jerr, sizeof jerr) != 0)
+        im_schema_compile(d->input, &d->in_s, jerr, sizeof jerr) != 0)
         LOAD_FAIL("%s: input schema: %s", file, jerr);
     lua_pop(L, 1);
     if (raw_field(L, top, "output") != LUA_TTABLE)
         LOAD_FAIL("%s: output must be a JSON Schema table", file);
     if (im_sjson_from_lua(L, -1, NULL, 32, &d->output, jerr, sizeof jerr) != 0 ||
-        im_schema_check(d->output, jerr, sizeof jerr) != 0)
+        im_schema_compile(d->output, &d->out_s, jerr, sizeof jerr) != 0)
         LOAD_FAIL("%s: output schema: %s", file, jerr);
     lua_pop(L, 1);
     if (!cJSON_IsObject(d->input) || !cJSON_IsObject(d->output))
@@ -971,10 +949,13 @@ static int load_def(im_tools *t, const char *file, char *err, size_t errlen) {
     lua_settop(L, top - 1);
     return 0;
 fail:
+    im_schema_free(d->in_s);
+    im_schema_free(d->out_s);
     cJSON_Delete(d->input);
     cJSON_Delete(d->output);
     cJSON_Delete(annotations);
     d->input = d->output = NULL;
+    d->in_s = d->out_s = NULL;
     lua_settop(L, top - 1);
     return IM_EINVAL;
 #undef LOAD_FAIL
@@ -1090,6 +1071,8 @@ void im_tools_free(im_tools *t) {
     if (t == NULL)
         return;
     for (size_t i = 0; i < t->ndefs; i++) {
+        im_schema_free(t->defs[i].in_s);
+        im_schema_free(t->defs[i].out_s);
         cJSON_Delete(t->defs[i].input);
         cJSON_Delete(t->defs[i].output);
     }
@@ -1145,7 +1128,7 @@ int im_tools_call_ex(im_tools *t, const char *name, const cJSON *args,
         return IM_ENOENT;
     if (args == NULL)
         args = empty = cJSON_CreateObject();
-    if (im_schema_validate(d->input, args, err, sizeof err) != 0) {
+    if (im_schema_run(d->in_s, args, err, sizeof err) != 0) {
         char text[700];
         snprintf(text, sizeof text, "Invalid arguments for %s: %s.", d->name, err);
         cJSON_Delete(empty);

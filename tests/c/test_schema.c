@@ -89,3 +89,63 @@ TEST(schema_check_refuses_unknown_types_and_bad_patterns) {
     ASSERT_EQ(im_schema_check(s, err, sizeof err), 0);
     cJSON_Delete(s);
 }
+
+TEST(compiled_schema_runs_many_times_and_fills_nulls) {
+    char err[256];
+    im_schema *c = NULL;
+    cJSON *s = cJSON_Parse(
+        "{\"type\":\"object\",\"required\":[\"a\",\"n\"],\"properties\":{"
+        "\"a\":{\"type\":\"string\"},\"n\":{\"type\":[\"number\",\"null\"]},"
+        "\"inner\":{\"type\":\"object\",\"required\":[\"z\"],"
+        "\"properties\":{\"z\":{\"type\":[\"null\",\"string\"]}}}}}");
+    cJSON *v = cJSON_Parse("{\"a\":\"x\",\"inner\":{}}");
+    ASSERT(s != NULL && v != NULL);
+    ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), 0);
+    ASSERT_EQ(im_schema_run(c, v, err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "n is required");
+    im_schema_fill_nulls(c, v);
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(v, "n")));
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(v, "inner"), "z")));
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(im_schema_run(c, v, err, sizeof err), 0);
+    cJSON_ReplaceItemInObject(v, "a", cJSON_CreateNumber(1));
+    ASSERT_EQ(im_schema_run(c, v, err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "a must be a string (got a number)");
+    im_schema_free(c);
+    cJSON_Delete(v);
+    cJSON_Delete(s);
+}
+
+/* More than 64 properties: presence of the later ones is looked up, not
+ * read from the bitmap; a duplicate property keeps the first schema. */
+TEST(compiled_schema_many_and_duplicate_properties) {
+    char err[256], *text, key[16];
+    cJSON *s = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(s, "properties");
+    cJSON *req = cJSON_AddArrayToObject(s, "required"), *v;
+    im_schema *c = NULL;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        cJSON *p = cJSON_AddObjectToObject(props, key);
+        cJSON_AddStringToObject(p, "type", "integer");
+        cJSON_AddItemToArray(req, cJSON_CreateString(key));
+    }
+    cJSON_AddItemToObject(props, "k000", cJSON_Parse("{\"type\":\"string\"}"));
+    ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), 0);
+    v = cJSON_CreateObject();
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        if (i != 90)
+            cJSON_AddNumberToObject(v, key, i);
+    }
+    ASSERT_EQ(im_schema_run(c, v, err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, "k090 is required");
+    cJSON_AddNumberToObject(v, "k090", 90);
+    ASSERT_EQ(im_schema_run(c, v, err, sizeof err), 0);
+    text = cJSON_PrintUnformatted(v);
+    ASSERT(text != NULL);
+    cJSON_free(text);
+    im_schema_free(c);
+    cJSON_Delete(v);
+    cJSON_Delete(s);
+}

@@ -39,14 +39,16 @@ static void eval(im_script *s, const char *src) {
 static char *to_json(lua_State *L, const char *schema_text, int maxdepth, int *rc, char *err,
                      size_t errlen) {
     cJSON *schema = NULL, *out = NULL;
-    char *text = NULL;
+    im_schema *compiled = NULL;
+    char *text = NULL, serr[128];
     int top = lua_gettop(L);
 
     if (schema_text != NULL) {
         schema = cJSON_Parse(schema_text);
         ASSERT(schema != NULL);
+        ASSERT_EQ(im_schema_compile(schema, &compiled, serr, sizeof serr), 0);
     }
-    *rc = im_sjson_from_lua(L, -1, schema, maxdepth, &out, err, errlen);
+    *rc = im_sjson_from_lua(L, -1, compiled, maxdepth, &out, err, errlen);
     ASSERT_EQ(lua_gettop(L), top);
     if (*rc == 0) {
         ASSERT(out != NULL);
@@ -56,6 +58,7 @@ static char *to_json(lua_State *L, const char *schema_text, int maxdepth, int *r
         ASSERT(out == NULL);
     }
     cJSON_Delete(out);
+    im_schema_free(compiled);
     cJSON_Delete(schema);
     return text;
 }
