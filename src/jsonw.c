@@ -9,11 +9,25 @@
 
 #include "error.h"
 
+/* The most im_jw_reset keeps between uses. */
+#define JW_KEEP (64 * 1024)
+
 void im_jw_init(im_jw *w) { memset(w, 0, sizeof *w); }
 
 void im_jw_free(im_jw *w) {
     free(w->buf);
     memset(w, 0, sizeof *w);
+}
+
+void im_jw_reset(im_jw *w) {
+    /* A writer kept for the next reply keeps a modest buffer only. */
+    if (w->oom || w->cap > JW_KEEP) {
+        im_jw_free(w);
+        return;
+    }
+    w->len = 0;
+    if (w->buf)
+        w->buf[0] = '\0';
 }
 
 char *im_jw_take(im_jw *w, size_t *len) {
@@ -37,7 +51,7 @@ static int reserve(im_jw *w, size_t n) {
         return 0;
     }
     if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 512;
+        size_t cap = w->cap ? w->cap : 1024;
         while (cap < w->len + n + 1)
             cap *= 2;
         char *nb = realloc(w->buf, cap);
@@ -61,47 +75,60 @@ void im_jw_raw(im_jw *w, const char *s, size_t n) {
 
 void im_jw_lit(im_jw *w, const char *s) { im_jw_raw(w, s, strlen(s)); }
 
+/* Extra bytes each byte needs when escaped: 0 for most, 1 for " \\ and the
+ * short control escapes, 5 for the other control characters (\u00XX). */
+static const unsigned char esc_extra[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5,   /* \b \t \n \f \r */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* " */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,   /* \\ */
+};
+
 void im_jw_str(im_jw *w, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
-    size_t extra = 2, i;
+    size_t extra = 0, i, run;
     char *o;
 
-    /* One pass to size, one to write: most strings need no escape. */
+    /* One pass to size, one to write runs that need no escape. */
     for (i = 0; i < n; i++)
-        if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
-            extra += p[i] < 0x20 && !strchr("\b\f\n\r\t", p[i]) ? 5 : 1;
-    if (!reserve(w, n + extra))
+        extra += esc_extra[p[i]];
+    if (!reserve(w, n + extra + 2))
         return;
     o = w->buf + w->len;
     *o++ = '"';
-    if (extra == 2) {
+    if (extra == 0) {
         memcpy(o, s, n);
         o += n;
-    } else {
-        for (i = 0; i < n; i++) {
-            unsigned char c = p[i];
-            if (c >= 0x20 && c != '"' && c != '\\') {
-                *o++ = (char)c;
-                continue;
-            }
-            *o++ = '\\';
-            switch (c) {
-            case '"': *o++ = '"'; break;
-            case '\\': *o++ = '\\'; break;
-            case '\b': *o++ = 'b'; break;
-            case '\f': *o++ = 'f'; break;
-            case '\n': *o++ = 'n'; break;
-            case '\r': *o++ = 'r'; break;
-            case '\t': *o++ = 't'; break;
-            default:
-                *o++ = 'u';
-                *o++ = '0';
-                *o++ = '0';
-                *o++ = hex[c >> 4];
-                *o++ = hex[c & 15];
-            }
+        n = 0;
+    }
+    for (i = 0; i < n;) {
+        for (run = i; run < n && esc_extra[p[run]] == 0; run++)
+            ;
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        if (run == n)
+            break;
+        unsigned char c = p[run];
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
         }
+        i = run + 1;
     }
     *o++ = '"';
     w->len = (size_t)(o - w->buf);

@@ -23,6 +23,9 @@ typedef struct im_jw {
 
 void im_jw_init(im_jw *w);
 void im_jw_free(im_jw *w);
+/* Empties w for the next text, keeping its buffer unless it grew past
+ * 64 KiB (a writer reused for every reply allocates nothing). */
+void im_jw_reset(im_jw *w);
 /* Hands over the NUL-terminated text (free() it) and resets w; NULL when
  * an allocation failed. */
 char *im_jw_take(im_jw *w, size_t *len);

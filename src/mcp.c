@@ -95,6 +95,8 @@ struct im_mcp {
     int log_level;            /* logging/setLevel; IM_MCP_LOG_OFF until it is called */
     int listening;            /* subscribed to the session's events */
     int closing;              /* im_mcp_free: nothing more is written */
+    im_jw out;                /* the reply being written, reused (jsonw.h) */
+    int out_busy;
 };
 
 static void on_session_event(void *ud, const im_session_event *ev);
@@ -329,6 +331,7 @@ void im_mcp_free(im_mcp *m) {
         m->asks = a->next;
         ask_free(a);
     }
+    im_jw_free(&m->out);
     free(m);
 }
 
@@ -350,24 +353,33 @@ static void emit(im_mcp *m, mcp_batch *b, const char *s, size_t n) {
 /* The reply line {"jsonrpc":"2.0","id":ID,"KEY":BODY}, written once into
  * one buffer (jsonw.h). */
 static void send_body(im_mcp *m, const mcp_out *o, const char *body_key, const cJSON *body) {
-    im_jw w;
-    im_jw_init(&w);
-    im_jw_lit(&w, "{\"jsonrpc\":\"2.0\",\"id\":");
-    im_jw_lit(&w, o->id ? o->id : "null");
-    im_jw_lit(&w, ",\"");
-    im_jw_lit(&w, body_key);
-    im_jw_lit(&w, "\":");
-    im_jw_cjson(&w, body);
-    im_jw_raw(&w, "}", 1);
-    if (w.oom) {
+    im_jw local, *w = &local;
+    if (!m->out_busy) {   /* the usual case: the kept buffer, no allocation */
+        w = &m->out;
+        m->out_busy = 1;
+    } else {
+        im_jw_init(&local);
+    }
+    im_jw_lit(w, "{\"jsonrpc\":\"2.0\",\"id\":");
+    im_jw_lit(w, o->id ? o->id : "null");
+    im_jw_lit(w, ",\"");
+    im_jw_lit(w, body_key);
+    im_jw_lit(w, "\":");
+    im_jw_cjson(w, body);
+    im_jw_raw(w, "}", 1);
+    if (w->oom) {
         im_error("out of memory writing a response");
-        im_jw_free(&w);
         if (o->batch)
             batch_release(m, o->batch);
-        return;
+    } else {
+        emit(m, o->batch, w->buf, w->len);
     }
-    emit(m, o->batch, w.buf, w.len);
-    im_jw_free(&w);
+    if (w == &m->out) {
+        im_jw_reset(w);
+        m->out_busy = 0;
+    } else {
+        im_jw_free(w);
+    }
 }
 
 static cJSON *server_info(void) {
@@ -696,9 +708,11 @@ static void read_done(mcp_req *r, cJSON *result) {
     im_mcp *m = r->m;
     mcp_out o = {r->id, r->batch, r->modern};
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
-    cJSON *view, *res, *contents, *item, *data;
+    cJSON *view, *res, *contents, *item, *data, *parsed = NULL;
     char *text;
 
+    if (cJSON_IsRaw(sc))   /* tools.h: the text, printed once */
+        sc = parsed = cJSON_Parse(sc->valuestring);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError")) || sc == NULL) {
         char msg[400], u[101], t[251];
         snprintf(msg, sizeof msg, "Could not read %s: %s", QUOTE(u, r->uri),
@@ -706,12 +720,14 @@ static void read_done(mcp_req *r, cJSON *result) {
         data = cJSON_CreateObject();
         cJSON_AddStringToObject(data, "uri", r->uri);
         send_error(m, &o, JSONRPC_INTERNAL_ERROR, msg, data);
+        cJSON_Delete(parsed);
         cJSON_Delete(result);
         return;
     }
     view = im_mcp_resource_view(r->view, sc);
     text = view ? cJSON_PrintUnformatted(view) : NULL;
     cJSON_Delete(view);
+    cJSON_Delete(parsed);
     cJSON_Delete(result);
     if (text == NULL) {
         send_error(m, &o, JSONRPC_INTERNAL_ERROR, "Out of memory", NULL);

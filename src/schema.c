@@ -143,6 +143,17 @@ static int find_prop(const im_schema *s, const char *key, size_t klen) {
     return -1;
 }
 
+/* find_prop for members that usually come in key order (the tools' results
+ * are sorted): try the property after the last one found first. */
+static int find_prop_next(const im_schema *s, const char *key, size_t klen, int *next) {
+    int i = *next;
+    if (i < 0 || (size_t)i >= s->nprops || s->props[i].klen != klen ||
+        memcmp(s->props[i].key, key, klen) != 0)
+        i = find_prop(s, key, klen);
+    *next = i >= 0 ? i + 1 : *next;
+    return i;
+}
+
 static int compile_node(const cJSON *src, im_schema **out, int depth);
 
 static double num_kw(const cJSON *src, const char *kw, int *has) {
@@ -485,11 +496,12 @@ static int check_object(const im_schema *s, const cJSON *v, sc_path *path, char 
                         size_t errlen) {
     const cJSON *e;
     unsigned long long seen = 0;   /* bit i: props[i] is present, for i < 64 */
+    int next = 0;
 
     if (s->nreq > 0) {
         if (s->nprops > 0) {
             cJSON_ArrayForEach(e, v) {
-                int i = e->string ? find_prop(s, e->string, strlen(e->string)) : -1;
+                int i = e->string ? find_prop_next(s, e->string, strlen(e->string), &next) : -1;
                 if (i >= 0 && i < 64)
                     seen |= 1ULL << i;
             }
@@ -507,10 +519,11 @@ static int check_object(const im_schema *s, const cJSON *v, sc_path *path, char 
             }
         }
     }
+    next = 0;
     cJSON_ArrayForEach(e, v) {
         const char *key = e->string ? e->string : "";
         size_t klen = strlen(key);
-        int i = find_prop(s, key, klen), rc = 0;
+        int i = find_prop_next(s, key, klen, &next), rc = 0;
         size_t saved = path->len ? path_push(path, ".", 1, key, klen)
                                  : path_push(path, key, klen, "", 0);
         if (i >= 0) {

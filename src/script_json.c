@@ -125,6 +125,7 @@ int im_sjson_push(lua_State *L, const cJSON *v, int maxdepth) {
 struct conv {
     lua_State *L;
     int maxdepth;
+    int borrow;     /* keys and strings point into the Lua strings */
     char *err;
     size_t errlen;
     /* "$.positions[2].qty"; indices are Lua (1-based) indices. 64 levels
@@ -269,59 +270,129 @@ static int member_cmp(const void *a, const void *b) {
     return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
 }
 
-static void members_free(struct member *m, size_t n) {
+/* Deletes the items and frees m unless it is the caller's stack array. */
+static void members_free(struct member *m, size_t n, struct member *small) {
     for (size_t i = 0; i < n; i++)
         cJSON_Delete(m[i].item);
-    free(m);
+    if (m != small)
+        free(m);
 }
 
-/* The table at idx (absolute) with count string keys becomes an object.
- * Members are sorted by key, because lua_next order depends on the
- * state's random hash seed and output should be reproducible. */
-static int conv_object(struct conv *c, int idx, const im_schema *schema, int depth,
-                       lua_Integer count, cJSON **out) {
-    lua_State *L = c->L;
-    int top = lua_gettop(L);
-    struct member *m = calloc((size_t)count, sizeof *m);
-    size_t n = 0;
-    cJSON *obj;
-    int rc;
+static int conv_bad_key(struct conv *c, int idx, lua_Integer nstr, lua_Integer count);
 
-    if (m == NULL)
-        return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+/* Counts the keys of the table at idx (absolute) by kind. */
+static void classify(lua_State *L, int idx, lua_Integer *count, lua_Integer *nstr,
+                     lua_Integer *nint, lua_Integer *maxint) {
+    *count = *nstr = *nint = *maxint = 0;
     lua_pushnil(L);                                   /* [key] */
     while (lua_next(L, idx)) {                        /* [key, value] */
-        size_t klen;
-        const char *k = lua_tolstring(L, -2, &klen);  /* a string: no conversion */
-        size_t saved = path_key(c, -2);
+        lua_pop(L, 1);                                /* [key] */
+        (*count)++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            (*nstr)++;
+        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            (*nint)++;
+            if (lua_tointeger(L, -1) > *maxint)
+                *maxint = lua_tointeger(L, -1);
+        }
+    }
+}
 
+/* Sorts members by key: insertion sort for the usual handful, qsort
+ * beyond. */
+static void members_sort(struct member *m, size_t n) {
+    if (n > 16) {
+        qsort(m, n, sizeof *m, member_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        struct member x = m[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+            m[j] = m[j - 1];
+        m[j] = x;
+    }
+}
+
+/* The table at idx (absolute), whose first key is a string, becomes an
+ * object in one walk: each value is converted as its key comes. When a key
+ * of another kind turns up, or a value fails, the keys are counted: a key
+ * of another kind is reported first (as when keys were classified before
+ * any value was read). Members are sorted by key, because lua_next order
+ * depends on the state's random hash seed and output should be
+ * reproducible. */
+static int conv_object(struct conv *c, int idx, const im_schema *schema, int depth,
+                       cJSON **out) {
+    lua_State *L = c->L;
+    int top = lua_gettop(L);
+    struct member small[16], *m = small;
+    size_t n = 0, cap = IM_ARRAY_SIZE(small);
+    cJSON *obj;
+    int rc = 0;
+
+    lua_pushnil(L);                                   /* [key] */
+    while (lua_next(L, idx)) {                        /* [key, value] */
+        size_t klen, saved;
+        const char *k;
+
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            rc = IM_EINVAL;
+            break;
+        }
+        if (n == cap) {
+            struct member *nm = malloc(2 * cap * sizeof *nm);
+            if (nm == NULL) {
+                rc = fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+                break;
+            }
+            memcpy(nm, m, n * sizeof *m);
+            if (m != small)
+                free(m);
+            m = nm;
+            cap *= 2;
+        }
+        k = lua_tolstring(L, -2, &klen);              /* a string: no conversion */
+        saved = path_key(c, -2);
         rc = check_text(c, k, klen, "key");
         if (rc == 0)
             rc = conv_value(c, -1, im_schema_property(schema, k, klen), depth + 1, &m[n].item);
         path_restore(c, saved);
-        if (rc != 0) {
-            lua_settop(L, top);
-            members_free(m, n);
-            return rc;
-        }
+        if (rc != 0)
+            break;
         m[n++].key = k;
         lua_pop(L, 1);                                /* [key] */
     }
-    assert(lua_gettop(L) == top);
-    qsort(m, n, sizeof *m, member_cmp);
+    lua_settop(L, top);
+    if (rc != 0) {
+        lua_Integer count, nstr, nint, maxint;
+        members_free(m, n, small);
+        if (rc == IM_ENOMEM)
+            return rc;
+        classify(L, idx, &count, &nstr, &nint, &maxint);
+        IM_UNUSED(nint);
+        IM_UNUSED(maxint);
+        if (nstr != count)
+            return conv_bad_key(c, idx, nstr, count);
+        return rc;   /* the value's own error, already in err */
+    }
+    members_sort(m, n);
     obj = cJSON_CreateObject();
     if (obj == NULL) {
-        members_free(m, n);
+        members_free(m, n, small);
         return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
     }
     for (size_t i = 0; i < n; i++) {
-        if (!cJSON_AddItemToObject(obj, m[i].key, m[i].item)) {
-            members_free(m + i, n - i);
+        if (!(c->borrow ? cJSON_AddItemToObjectCS(obj, m[i].key, m[i].item)
+                        : cJSON_AddItemToObject(obj, m[i].key, m[i].item))) {
+            members_free(m + i, n - i, m + i);
+            if (m != small)
+                free(m);
             cJSON_Delete(obj);
             return fail(c, IM_ENOMEM, "could not be converted (out of memory)");
         }
     }
-    free(m);
+    if (m != small)
+        free(m);
     *out = obj;
     return 0;
 }
@@ -381,37 +452,29 @@ static int conv_bad_key(struct conv *c, int idx, lua_Integer nstr, lua_Integer c
 
 static int conv_table(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out) {
     lua_State *L = c->L;
-    lua_Integer count = 0, nint = 0, nstr = 0, maxint = 0;
-    int top = lua_gettop(L);
+    lua_Integer count, nint, nstr, maxint;
+    int top = lua_gettop(L), first;
 
     idx = lua_absindex(L, idx);
     if (depth > c->maxdepth)
         return fail(c, IM_ERANGE, "nests deeper than %d levels", c->maxdepth);
     if (!lua_checkstack(L, 4))
         return fail(c, IM_ENOMEM, "could not be converted (Lua stack exhausted)");
-    /* First pass: classify the keys. */
+    /* The first key says what to expect: a string, an object (converted
+     * in one walk); otherwise the keys are counted first. */
     lua_pushnil(L);                                   /* [key] */
-    while (lua_next(L, idx)) {                        /* [key, value] */
-        lua_pop(L, 1);                                /* [key] */
-        count++;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            nstr++;
-        } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-            nint++;
-            if (lua_tointeger(L, -1) > maxint)
-                maxint = lua_tointeger(L, -1);
-        }
-    }
-    assert(lua_gettop(L) == top);
-    IM_UNUSED(top);
-    if (count == 0) {
+    first = lua_next(L, idx) ? lua_type(L, -2) : LUA_TNONE;
+    lua_settop(L, top);
+    if (first == LUA_TNONE) {
         *out = im_schema_wants_array(schema) ? cJSON_CreateArray() : cJSON_CreateObject();
         return *out != NULL ? 0 : fail(c, IM_ENOMEM, "could not be converted (out of memory)");
     }
+    if (first == LUA_TSTRING)
+        return conv_object(c, idx, schema, depth, out);
+    classify(L, idx, &count, &nstr, &nint, &maxint);
+    assert(lua_gettop(L) == top);
     if (nint == count && maxint == count) /* distinct keys in 1..count: exactly 1..n */
         return conv_array(c, idx, schema, depth, count, out);
-    if (nstr == count)
-        return conv_object(c, idx, schema, depth, count, out);
     return conv_bad_key(c, idx, nstr, count);
 }
 
@@ -447,7 +510,7 @@ static int conv_value(struct conv *c, int idx, const im_schema *schema, int dept
         int rc = check_text(c, s, len, "string");
         if (rc != 0)
             return rc;
-        *out = cJSON_CreateString(s);
+        *out = c->borrow ? cJSON_CreateStringReference(s) : cJSON_CreateString(s);
         break;
     }
     case LUA_TTABLE:
@@ -460,8 +523,8 @@ static int conv_value(struct conv *c, int idx, const im_schema *schema, int dept
     return 0;
 }
 
-int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, cJSON **out,
-                      char *err, size_t errlen) {
+static int from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, int borrow,
+                    cJSON **out, char *err, size_t errlen) {
     struct conv c;
     int top = lua_gettop(L);
     int rc;
@@ -472,6 +535,7 @@ int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdep
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     c.L = L;
+    c.borrow = borrow;
     c.maxdepth = effective_depth(maxdepth);
     c.err = err;
     c.errlen = errlen;
@@ -482,4 +546,14 @@ int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdep
     assert(lua_gettop(L) == top);
     IM_UNUSED(top);
     return rc;
+}
+
+int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, cJSON **out,
+                      char *err, size_t errlen) {
+    return from_lua(L, idx, schema, maxdepth, 0, out, err, errlen);
+}
+
+int im_sjson_from_lua_borrow(lua_State *L, int idx, const im_schema *schema, int maxdepth,
+                             cJSON **out, char *err, size_t errlen) {
+    return from_lua(L, idx, schema, maxdepth, 1, out, err, errlen);
 }

@@ -28,4 +28,11 @@ int im_sjson_push(lua_State *L, const cJSON *v, int maxdepth);
 int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdepth, cJSON **out,
                       char *err, size_t errlen);
 
+/* The same, but the tree's keys and strings point into the Lua strings of
+ * the value instead of being copied (a reply is built without a malloc per
+ * member): use and delete the tree while that value stays on a stack,
+ * unmodified. Members added to it later are copied as usual. */
+int im_sjson_from_lua_borrow(lua_State *L, int idx, const im_schema *schema, int maxdepth,
+                             cJSON **out, char *err, size_t errlen);
+
 #endif

@@ -46,6 +46,7 @@ struct im_tools {
     size_t ndefs;
     cJSON *list;       /* tools/list array, owned */
     size_t pending;
+    im_jw out;         /* a structured result's text, reused (jsonw.h) */
 };
 
 struct im_tool_call {
@@ -93,13 +94,18 @@ static cJSON *result_text(const char *text, int is_error) {
     return res;
 }
 
-static cJSON *result_structured(const tool_def *d, lua_State *co, int idx) {
+/* The structured result is printed once: the text block carries that text
+ * and structuredContent a cJSON_Raw copy of it, written verbatim into the
+ * reply. The tree borrows the Lua strings of the value at idx, which stays
+ * on co's stack until this returns. */
+static cJSON *result_structured(im_tools *t, const tool_def *d, lua_State *co, int idx) {
     char err[512];
-    cJSON *v = NULL, *res;
-    char *text;
-    im_jw w;
+    cJSON *v = NULL, *res, *content, *block, *raw;
+    const char *text;
+    im_jw *w;
 
-    if (im_sjson_from_lua(co, idx, d->out_s, IM_SJSON_MAX_DEPTH, &v, err, sizeof err) != 0) {
+    if (im_sjson_from_lua_borrow(co, idx, d->out_s, IM_SJSON_MAX_DEPTH, &v, err, sizeof err) !=
+        0) {
         im_error("tool %s returned a value that is not JSON: %s", d->name, err);
         return result_text("The tool returned malformed data (a server bug); see the server log.", 1);
     }
@@ -112,16 +118,30 @@ static cJSON *result_structured(const tool_def *d, lua_State *co, int idx) {
         return result_text("The tool's result did not match its output schema (a server bug); "
                            "see the server log.", 1);
     }
-    im_jw_init(&w);
-    im_jw_cjson(&w, v);
-    text = im_jw_take(&w, NULL);
-    if (text == NULL) {
-        cJSON_Delete(v);
+    w = &t->out;
+    im_jw_reset(w);
+    im_jw_cjson(w, v);
+    cJSON_Delete(v);
+    if (w->oom) {
+        im_jw_reset(w);
         return NULL;
     }
-    res = result_text(text, 0);
-    free(text);
-    cJSON_AddItemToObject(res, "structuredContent", v);
+    text = w->buf;
+    /* Every string and key was checked to be UTF-8 on the way in: no
+     * sanitizing here, unlike result_text. */
+    res = cJSON_CreateObject();
+    content = cJSON_AddArrayToObject(res, "content");
+    block = cJSON_CreateObject();
+    cJSON_AddStringToObject(block, "type", "text");
+    cJSON_AddStringToObject(block, "text", text);
+    cJSON_AddItemToArray(content, block);
+    raw = cJSON_CreateRaw(text);
+    im_jw_reset(w);
+    if (raw == NULL || !cJSON_AddItemToObject(res, "structuredContent", raw)) {
+        cJSON_Delete(raw);
+        cJSON_Delete(res);
+        return NULL;
+    }
     return res;
 }
 
@@ -170,7 +190,7 @@ static void call_step(im_tool_call *c, im_script_status st, int nres, const char
     }
     int base = lua_gettop(co) - nres + 1;
     if (nres >= 1 && lua_type(co, base) == LUA_TTABLE) {
-        cJSON *res = result_structured(d, co, base);
+        cJSON *res = result_structured(c->t, d, co, base);
         lua_settop(co, 0);
         call_finish(c, res);
         return;
@@ -1078,6 +1098,7 @@ void im_tools_free(im_tools *t) {
     }
     cJSON_Delete(t->list);
     im_script_free(t->script);
+    im_jw_free(&t->out);
     free(t);
 }
 

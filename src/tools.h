@@ -30,7 +30,9 @@ size_t im_tools_count(const im_tools *t);
 int im_tools_has(const im_tools *t, const char *name);
 
 /* A finished call: result is a CallToolResult object ({content,
- * structuredContent?, isError?}); the callee takes ownership of it. */
+ * structuredContent?, isError?}); the callee takes ownership of it.
+ * structuredContent is a cJSON_Raw node holding the JSON text (the same
+ * text as content[0].text), printed once; parse it to read it. */
 typedef void (*im_tool_done_cb)(void *ud, cJSON *result);
 
 /* Starts tool name with args (an object or NULL). Returns IM_ENOENT for an

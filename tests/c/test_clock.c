@@ -1,5 +1,10 @@
 /* test_clock.c: the injected clock and the New York calendar. */
+#include <math.h>
+#include <stdio.h>
+#include <time.h>
+
 #include "clock.h"
+#include "common.h"
 #include "error.h"
 #include "test.h"
 
@@ -68,4 +73,32 @@ TEST(format_utc_has_milliseconds) {
     char buf[40];
     im_clock_format_utc(1749564000.25, buf, sizeof buf);
     ASSERT_STR_EQ(buf, "2025-06-10T14:00:00.250Z");
+}
+
+/* The digit-by-digit writer against gmtime_r + snprintf over 1970..9999:
+ * every leap day, century and era boundary included. */
+TEST(format_utc_matches_gmtime) {
+    char got[40], want[96];
+    unsigned long long x = 0x9E3779B97F4A7C15ULL;
+    double samples[] = {0, 0.999, 86399.5, 951782400, 951868800, 4107456000.0, 4107542400.0,
+                        253402300799.999, 1709164800, 1709251199.5};
+    for (int i = 0; i < 200000 + (int)IM_ARRAY_SIZE(samples); i++) {
+        double t;
+        if (i < (int)IM_ARRAY_SIZE(samples)) {
+            t = samples[i];
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t = (double)(x % 253402300800ULL) + (double)(x % 1000) / 1000.0;
+        }
+        struct tm tm;
+        time_t tt = (time_t)floor(t);
+        int ms = (int)((t - floor(t)) * 1000.0);
+        gmtime_r(&tt, &tm);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms > 999 ? 999 : ms);
+        im_clock_format_utc(t, got, sizeof got);
+        ASSERT_STR_EQ(got, want);
+    }
 }

@@ -216,6 +216,22 @@ TEST(sjson_array_detection) {
     expect_error(s, "return {1, 2, nil, 4}", IM_EINVAL, "$[4] is a key");
     expect_error(s, "return {list = {1, 2, x = 3}}", IM_EINVAL, "$.list[");
     expect_error(s, "return {[0] = 'zero'}", IM_EINVAL, "$[0] is a key");
+    /* A bad key is reported before a bad value, whichever lua_next meets
+     * first. */
+    expect_error(s, "return {x = print, y = {z = print}, [7] = 1}", IM_EINVAL,
+                 "$[7] is a key that is neither");
+    expect_error(s, "return {x = 1, y = {z = print, [2] = 2}}", IM_EINVAL,
+                 "$.y[2] is a key that is neither");
+    /* More members than the stack array holds. */
+    expect_json(s, "local t = {} for i = 1, 40 do t[string.format('k%02d', i)] = i end return t",
+                NULL,
+                "{\"k01\":1,\"k02\":2,\"k03\":3,\"k04\":4,\"k05\":5,\"k06\":6,\"k07\":7,"
+                "\"k08\":8,\"k09\":9,\"k10\":10,\"k11\":11,\"k12\":12,\"k13\":13,\"k14\":14,"
+                "\"k15\":15,\"k16\":16,\"k17\":17,\"k18\":18,\"k19\":19,\"k20\":20,"
+                "\"k21\":21,\"k22\":22,\"k23\":23,\"k24\":24,\"k25\":25,\"k26\":26,"
+                "\"k27\":27,\"k28\":28,\"k29\":29,\"k30\":30,\"k31\":31,\"k32\":32,"
+                "\"k33\":33,\"k34\":34,\"k35\":35,\"k36\":36,\"k37\":37,\"k38\":38,"
+                "\"k39\":39,\"k40\":40}");
     expect_error(s, "return {[-1] = 'neg'}", IM_EINVAL, "$[-1] is a key");
     expect_error(s, "return {[1.5] = 'x'}", IM_EINVAL, "$[1.5] is a key");
     expect_error(s, "return {[true] = 'x'}", IM_EINVAL, "$[true] is a key");
