@@ -128,7 +128,11 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
     seo.account_id = account;
     seo.policies = a->policies;
     seo.journal = a->journal;
+    /* The records the session writes as it starts reach the file now and
+     * the disk after the first turn of the loop (im_app_started). */
+    im_journal_defer_sync(a->journal, 1);
     rc = im_session_new(&seo, &a->session);
+    im_journal_defer_sync(a->journal, 0);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the session: %s", im_strerror(rc));
         im_app_close(a);
@@ -150,6 +154,11 @@ int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char 
     im_info("ready: %zu tools from %s; backend %s, trading %s", im_tools_count(a->tools), dir,
             a->cfg.backend, a->cfg.trading_enabled ? "ENABLED" : "disabled");
     return 0;
+}
+
+void im_app_started(im_app *a) {
+    if (a->journal != NULL && im_journal_sync(a->journal) != 0)
+        im_session_journal_failed(a->session);
 }
 
 void im_app_close(im_app *a) {

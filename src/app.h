@@ -32,6 +32,10 @@ typedef struct im_app {
  * returns a negative code with a sentence in err; nothing is left open. */
 int im_app_init(im_app *a, uv_loop_t *loop, const char *(*getenv_fn)(const char *), int frozen,
                 char *err, size_t errlen);
+/* After the first reply has gone out: fsyncs the journal records written
+ * at start-up (im_journal_defer_sync); a failure halts trading. Until then,
+ * or without it, the next journal append or im_app_close does it. */
+void im_app_started(im_app *a);
 /* Journals the exit, frees the tools and the session and closes the
  * broker; the caller must
  * run the loop afterwards so the broker's handles finish closing. */

@@ -48,6 +48,8 @@ struct im_journal {
     char (*unacked)[IM_ORDER_REF_MAX];   /* sent, not yet answered */
     size_t nunacked, capunacked;
     int halt_only;         /* reading an earlier day: only the kill switch */
+    int defer_sync;        /* appends skip their fsync (im_journal_defer_sync) */
+    char unsynced[1100];   /* a file written without its fsync, or "" */
     int failed;
     char err[1400];
 };
@@ -391,9 +393,39 @@ int im_journal_open(const char *dir, double now, im_journal **out, char *err, si
     return 0;
 }
 
+/* fsync of the file an append left unsynced: any fd on the file will do,
+ * and the exclusive lock is not needed (fsync only flushes). */
+static int journal_sync_path(im_journal *j) {
+    int fd, rc = 0;
+    if (j->unsynced[0] == '\0')
+        return 0;
+    fd = open(j->unsynced, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd == -1 || fsync(fd) == -1) {
+        journal_fail(j, "the journal %s cannot be written: %s", j->unsynced, strerror(errno));
+        rc = IM_EIO;
+    }
+    if (fd != -1)
+        close(fd);
+    j->unsynced[0] = '\0';
+    return rc;
+}
+
+void im_journal_defer_sync(im_journal *j, int on) {
+    if (j != NULL)
+        j->defer_sync = on != 0;
+}
+
+int im_journal_sync(im_journal *j) {
+    if (j == NULL)
+        return 0;
+    j->defer_sync = 0;
+    return journal_sync_path(j);
+}
+
 void im_journal_free(im_journal *j) {
     if (j == NULL)
         return;
+    im_journal_sync(j);
     free(j->tokens);
     free(j->sent);
     free(j->unacked);
@@ -513,10 +545,14 @@ int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON
     }
     snprintf(line, len + 3, "%s%s\n", torn ? "\n" : "", text);
     len = strlen(line);
-    if (write_all(fd, line, len) == -1 || fsync(fd) == -1) {
+    if (write_all(fd, line, len) == -1 || (!j->defer_sync && fsync(fd) == -1)) {
         journal_fail(j, "the journal %s cannot be written: %s", j->path, strerror(errno));
         goto out;
     }
+    if (j->defer_sync)
+        snprintf(j->unsynced, sizeof j->unsynced, "%s", j->path);
+    else if (strcmp(j->unsynced, j->path) == 0)
+        j->unsynced[0] = '\0';   /* this fsync covered the earlier lines */
     j->offset = st.st_size + (off_t)len;
     journal_apply(j, rec);
     j->failed = 0;

@@ -68,6 +68,15 @@ typedef int (*im_journal_guard)(void *ud, const im_journal_state *st);
  * cannot both take the last order of a daily cap. */
 int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON *fields,
                               im_journal_guard guard, void *ud);
+/* Start-up: with on set, appends write their line but skip the fsync, which
+ * im_journal_sync (or the next append's own fsync, or im_journal_free)
+ * does later. For the records written while the server starts, so that
+ * the client's initialize is not kept waiting for the disk; a write error
+ * still shows at once, an fsync error at im_journal_sync. */
+void im_journal_defer_sync(im_journal *j, int on);
+/* Stops deferring and fsyncs what was written without it. Returns 0 or a
+ * negative code (the journal has then failed: see im_journal_error). */
+int im_journal_sync(im_journal *j);
 /* Reads what was appended since the last read (by any process), rolling
  * over to a new file when the trading day at now has changed. Returns 0 or
  * a negative code (see im_journal_error). */

@@ -61,6 +61,9 @@ int im_rpc_open(uv_loop_t *loop, int in_fd, int out_fd, size_t max_line,
 /* Queues one message: copies json (which must hold no newline) and appends
  * '\n'. Returns 0 or IM_ENOMEM / IM_EIO. */
 int im_rpc_write(im_rpc *r, const char *json, size_t len);
+/* Replies made in one loop turn are written together before the loop next
+ * waits; this hands those written so far to the OS at once. */
+void im_rpc_flush(im_rpc *r);
 /* Bytes queued and not yet written. */
 size_t im_rpc_pending(const im_rpc *r);
 /* Stops reading (input is abandoned). */

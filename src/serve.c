@@ -37,6 +37,7 @@ typedef struct serve {
     uv_timer_t unpause;       /* resumes reading from a later loop turn */
     uint64_t drain_deadline;
     int stopping;
+    int started;              /* the first response has been written */
 } serve;
 
 /* Backpressure: with this many calls in flight the server stops reading
@@ -59,6 +60,15 @@ static void serve_send(void *ud, const char *json, size_t len) {
     serve *s = ud;
     if (s->rpc && im_rpc_write(s->rpc, json, len) != 0)
         im_error("could not write a response to stdout");
+    /* The start-up journal records were written unsynced so as not to
+     * hold up initialize; the disk catches up once that first reply is
+     * out (handed to the pipe now, not at the end of the loop turn). */
+    if (!s->started) {
+        s->started = 1;
+        if (s->rpc)
+            im_rpc_flush(s->rpc);
+        im_app_started(&s->app);
+    }
     /* Not from here: a resumed line would re-enter mcp inside its reply. */
     if (s->rpc && im_rpc_paused(s->rpc) && s->mcp &&
         im_mcp_inflight(s->mcp) < SERVE_RESUME_BELOW && !uv_is_active((uv_handle_t *)&s->unpause))

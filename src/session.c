@@ -708,6 +708,14 @@ const char *im_session_account_id(const im_session *s) {
     return s->account_id;
 }
 
+void im_session_journal_failed(im_session *s) {
+    char why[1600];
+    if (s == NULL || s->journal == NULL || im_journal_error(s->journal) == NULL)
+        return;
+    snprintf(why, sizeof why, "%s; trading is halted (fail closed)", im_journal_error(s->journal));
+    session_halt_as(s, why, 0);
+}
+
 void im_session_set_policies(im_session *s, im_policies *p) {
     /* Policies run synchronously inside one decision, never across a
      * yield, so between two calls nothing holds the old set. */

@@ -40,6 +40,9 @@ typedef struct im_session_opts {
 int im_session_new(const im_session_opts *o, im_session **out);
 void im_session_free(im_session *s);
 
+/* Halts trading with the journal's error, when it has one: for a failure
+ * found outside an append (a deferred fsync, im_journal_sync). */
+void im_session_journal_failed(im_session *s);
 const im_config *im_session_config(const im_session *s);
 im_broker *im_session_broker(const im_session *s);
 im_tokens *im_session_tokens(const im_session *s);
