@@ -203,6 +203,8 @@ struct im_rpc {
      * lone reply is still written before the loop sleeps. */
     char *obuf;               /* owned; NULL when empty */
     size_t olen, ocap;
+    char *spare;              /* owned: a written buffer kept for the next turn */
+    size_t spare_cap;
     uv_prepare_t flush;
     int flush_open;
     size_t pending;           /* bytes buffered or being written */
@@ -223,7 +225,7 @@ struct im_rpc {
 typedef struct rpc_write {
     uv_write_t req;
     im_rpc *r;
-    size_t len;
+    size_t len, cap;
     char *data;               /* owned: the buffer handed over by rpc_flush */
 } rpc_write;
 
@@ -234,6 +236,7 @@ static void rpc_maybe_free(im_rpc *r) {
     void *ud = r->done_ud;
     im_rpc_framer_free(&r->framer);
     free(r->obuf);
+    free(r->spare);
     free(r->backlog);
     free(r);
     if (done)
@@ -397,7 +400,14 @@ static void rpc_write_cb(uv_write_t *req, int status) {
     r->pending -= w->len;
     if (status != 0 && status != UV_ECANCELED)
         im_warn("stdout: %s", uv_strerror(status));
-    free(w->data);
+    /* One written buffer of the usual size is kept: the next turn's
+     * replies go into it instead of a fresh allocation grown by doubling. */
+    if (r->spare == NULL && w->cap <= 2 * OBUF_FLUSH) {
+        r->spare = w->data;
+        r->spare_cap = w->cap;
+    } else {
+        free(w->data);
+    }
     free(w);
     /* From the loop, not from inside a reply: safe to deliver lines. */
     if ((r->paused & PAUSE_OUTPUT) && r->pending < OUT_LOW && !r->closing)
@@ -439,6 +449,7 @@ static void rpc_flush(im_rpc *r) {
             uv_buf_t b = uv_buf_init(r->obuf, (unsigned)r->olen);
             w->r = r;
             w->len = r->olen;
+            w->cap = r->ocap;
             w->data = r->obuf;
             if (uv_write(&w->req, (uv_stream_t *)&r->out, &b, 1, rpc_write_cb) == 0) {
                 r->obuf = NULL;
@@ -472,6 +483,11 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len) {
         if (write_all(r->out_fd, json, len) != 0 || write_all(r->out_fd, "\n", 1) != 0)
             return IM_EIO;
         return 0;
+    }
+    if (r->obuf == NULL && r->spare != NULL) {
+        r->obuf = r->spare;
+        r->ocap = r->spare_cap;
+        r->spare = NULL;
     }
     if (r->olen + len + 1 > r->ocap) {
         size_t cap = r->ocap ? r->ocap : 4096;

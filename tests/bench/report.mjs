@@ -78,6 +78,27 @@ function printRoundTrip() {
       `${a.burst_errors.first}`);
 }
 
+// cap-*.json: two lines from capacity.c, <=128 in flight then all at once.
+function capStats() {
+  if (!has('cap-ibkr.json')) return null;
+  const rd2 = (f) => fs.readFileSync(path.join(dir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const [a, e, t] = ['cap-ibkr.json', 'cap-echo.json', 'cap-sdk.json'].map(rd2);
+  return { a, e, t };
+}
+
+function printCapacity() {
+  const c = capStats();
+  const rows = [['ibkr-mcp', c.a], ['C stdio echo', c.e], ['TypeScript SDK server', c.t]];
+  console.log(`  ${pad('server', 24)}${lpad('<=128 in flight', 17)}${lpad('all at once', 14)}  (calls/s)   N, errors`);
+  for (const [n, r] of rows)
+    console.log(`  ${pad(n, 24)}${lpad(k(r[0].cps), 17)}${lpad(k(r[1].cps), 14)}   ${k(r[0].n)}, ` +
+      `${r[0].rpc_errors + r[1].rpc_errors} JSON-RPC errors, ${r[0].tool_errors + r[1].tool_errors} isError`);
+  console.log(`  ibkr-mcp / SDK (target >= 10x): ${f2(c.a[0].cps / c.t[0].cps)}x, all at once ${f2(c.a[1].cps / c.t[1].cps)}x; ` +
+    `echo / ibkr-mcp: ${f2(c.e[0].cps / c.a[0].cps)}x, all at once ${f2(c.e[1].cps / c.a[1].cps)}x`);
+  console.log(`  server time per call, <=128 in flight: ibkr-mcp ${f2(c.a[0].us_per_call)} us, echo ${f2(c.e[0].us_per_call)} us, ` +
+    `SDK ${f2(c.t[0].us_per_call)} us`);
+}
+
 function printMemory() {
   const a = rd('quote-ibkr.json'), t = rd('quote-sdk.json');
   for (const [n, r] of [['ibkr-mcp', a], ['TypeScript SDK server', t]])
@@ -155,6 +176,18 @@ function summary() {
     ['the driver\'s ceiling: echo vs SDK (sequential; ≤' + a.window + ' in flight)', '—',
       `echo ${k(e.seq_cps)}/s; ${k(e.win_cps)}/s`,
       `${f2(e.seq_cps / t.seq_cps)}×; ${f2(e.win_cps / t.win_cps)}×`, '—', '—'],
+    ...(() => {
+      const c = capStats();
+      if (!c) return [];
+      return [
+        ['capacity, C driver (≤128 in flight) vs SDK', `${k(c.a[0].cps)}/s`, `SDK ${k(c.t[0].cps)}/s`,
+          `${f2(c.a[0].cps / c.t[0].cps)}×`, '≥ 10×', yes(c.a[0].cps / c.t[0].cps >= 10)],
+        ['capacity, C driver (all at once) vs SDK', `${k(c.a[1].cps)}/s`, `SDK ${k(c.t[1].cps)}/s`,
+          `${f2(c.a[1].cps / c.t[1].cps)}×`, '≥ 10×', yes(c.a[1].cps / c.t[1].cps >= 10)],
+        ['capacity, C driver (≤128 in flight) vs echo', `${k(c.a[0].cps)}/s`, `echo ${k(c.e[0].cps)}/s`,
+          `echo ${f2(c.e[0].cps / c.a[0].cps)}×`, 'within 2× of echo', yes(c.e[0].cps / c.a[0].cps <= 2)],
+      ];
+    })(),
     ['VmRSS after initialize', `${mib(a.rss_start_kib)} MiB`, `SDK ${mib(t.rss_start_kib)} MiB`,
       `${f1(t.rss_start_kib / a.rss_start_kib)}× smaller`, '—', '—'],
     [`VmRSS after ${k(a.win_n)} get_quote calls`, `${mib(a.rss_after_win_kib)} MiB`, `SDK ${mib(t.rss_after_win_kib)} MiB`,
@@ -187,5 +220,5 @@ function summary() {
   if (mdOut) fs.writeFileSync(mdOut, md);
 }
 
-({ startup: printStartup, roundtrip: printRoundTrip, memory: printMemory, order: printOrder,
-  tws: printTws, summary })[section]();
+({ startup: printStartup, roundtrip: printRoundTrip, capacity: printCapacity, memory: printMemory,
+  order: printOrder, tws: printTws, summary })[section]();

@@ -31,6 +31,7 @@ tws_frames=${BENCH_TWS_FRAMES:-1000000}
 
 cc -O2 -Wall -Wextra -o "$build/bench-echo" "$here/echo.c"
 cc -O2 -Wall -Wextra -o "$build/bench-spawntime" "$here/spawntime.c"
+cc -O2 -Wall -Wextra -pthread -o "$build/bench-capacity" "$here/capacity.c"
 # The codec is compiled in directly: it has no dependency but libm.
 cc -O2 -Wall -Wextra -std=c11 -D_POSIX_C_SOURCE=200809L -I"$repo/src" -o "$build/bench-tws-decode" \
   "$here/tws_decode.c" "$repo/src/tws_codec.c" -lm
@@ -77,6 +78,17 @@ drv quote "$pipe_n" "$seq_n" "$pipe_n" -- "$build/bench-echo" > "$tmp/quote-echo
 drv quote "$pipe_n" "$sdk_seq_n" "$sdk_burst_n" -- "${sdk[@]}" > "$tmp/quote-sdk.json" 2> "$tmp/sdk-stderr.txt"
 grep -v -e MaxListenersExceededWarning -e 'node --trace-warnings' "$tmp/sdk-stderr.txt" >&2 || true
 report roundtrip
+
+echo
+echo "== 2b. capacity: the same calls fed by a C driver (<=128 in flight; then all at once)"
+# The Node driver's own cost caps what it can show; this one costs a
+# fraction of a microsecond a call, so the figures are the servers'.
+cap() { "$build/bench-capacity" "$@"; }
+{ cap "$pipe_n" 128 "$bin"; cap "$pipe_n" "$pipe_n" "$bin"; } > "$tmp/cap-ibkr.json"
+{ cap "$pipe_n" 128 "$build/bench-echo"; cap "$pipe_n" "$pipe_n" "$build/bench-echo"; } > "$tmp/cap-echo.json"
+{ cap "$sdk_burst_n" 128 "${sdk[@]}"; cap "$sdk_burst_n" "$sdk_burst_n" "${sdk[@]}"; } \
+  > "$tmp/cap-sdk.json" 2>> "$tmp/sdk-stderr.txt"
+report capacity
 
 echo
 echo "== 3. memory: VmRSS (/proc/PID/status)"
