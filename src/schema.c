@@ -313,18 +313,40 @@ void im_schema_free(im_schema *s) {
     free(s);
 }
 
+static int check_schema(const cJSON *s, char *err, size_t errlen, int depth, int patterns);
+
+/* Every pattern on the walk im_schema_check makes (properties and object
+ * items, not additionalProperties or tuple items) compiled. */
+static int patterns_ok(const im_schema *s) {
+    if (s == NULL || s->any)
+        return 1;
+    if (s->pattern != NULL && !s->re_ok)
+        return 0;
+    for (size_t i = 0; i < s->nprops; i++)
+        if (!patterns_ok(s->props[i].s))
+            return 0;
+    return patterns_ok(s->items);
+}
+
 int im_schema_compile(const cJSON *schema, im_schema **out, char *err, size_t errlen) {
     int rc;
     *out = NULL;
     if (schema == NULL)
         return IM_EINVAL;
-    if ((rc = im_schema_check(schema, err, errlen)) != 0)
+    if ((rc = check_schema(schema, err, errlen, 0, 0)) != 0)
         return rc;
     if (compile_node(schema, out, 0) != 0) {
         im_schema_free(*out);
         *out = NULL;
         snprintf(err, errlen, "schema could not be compiled (out of memory, or nested too deeply)");
         return IM_ENOMEM;
+    }
+    /* The patterns im_schema_check would have compiled, compiled once. */
+    if (!patterns_ok(*out)) {
+        im_schema_free(*out);
+        *out = NULL;
+        snprintf(err, errlen, "schema pattern does not compile");
+        return IM_ESCHEMA;
     }
     return 0;
 }
@@ -635,7 +657,9 @@ int im_schema_validate(const cJSON *schema, const cJSON *v, char *err, size_t er
     return rc;
 }
 
-static int check_schema(const cJSON *s, char *err, size_t errlen, int depth) {
+/* With patterns 0, a pattern is only required to be a string: compiling
+ * it is left to the caller (im_schema_compile, which compiles it anyway). */
+static int check_schema(const cJSON *s, char *err, size_t errlen, int depth, int patterns) {
     const cJSON *t, *e, *p;
     if (depth > 32) {
         snprintf(err, errlen, "schema nests too deeply");
@@ -663,24 +687,26 @@ static int check_schema(const cJSON *s, char *err, size_t errlen, int depth) {
     p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     if (p != NULL) {
         regex_t re;
-        if (!cJSON_IsString(p) || regcomp(&re, p->valuestring, REG_EXTENDED | REG_NOSUB) != 0) {
+        if (!cJSON_IsString(p) ||
+            (patterns && regcomp(&re, p->valuestring, REG_EXTENDED | REG_NOSUB) != 0)) {
             snprintf(err, errlen, "schema pattern does not compile");
             return IM_ESCHEMA;
         }
-        regfree(&re);
+        if (patterns)
+            regfree(&re);
     }
     p = cJSON_GetObjectItemCaseSensitive(s, "properties");
     cJSON_ArrayForEach(e, p) {
-        int rc = check_schema(e, err, errlen, depth + 1);
+        int rc = check_schema(e, err, errlen, depth + 1, patterns);
         if (rc != 0)
             return rc;
     }
     p = cJSON_GetObjectItemCaseSensitive(s, "items");
     if (p != NULL)
-        return check_schema(p, err, errlen, depth + 1);
+        return check_schema(p, err, errlen, depth + 1, patterns);
     return 0;
 }
 
 int im_schema_check(const cJSON *schema, char *err, size_t errlen) {
-    return check_schema(schema, err, errlen, 0);
+    return check_schema(schema, err, errlen, 0, 1);
 }

@@ -38,6 +38,7 @@
 #include "common.h"
 #include "error.h"
 #include "fsutil.h"
+#include "jsonw.h"
 #include "log.h"
 
 /* Bounds. Orders beyond SIM_MAX_ORDERS evict the oldest finished orders;
@@ -1303,15 +1304,13 @@ static double sim_day_start(double t) {
  * equal, which would move the unrounded walk by an ulp and break
  * determinism across a restart. Returns 0, or -1 for a non-finite value
  * (money arithmetic refuses them) or no memory. */
+/* Written so that it reads back exactly (jsonw.h: the shortest of 15 or
+ * 17 digits, integers and short decimals without printf). */
 static int js_num(cJSON *o, const char *key, double v) {
     char buf[40];
     if (!isfinite(v))
         return -1;
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, v);
-        if (strtod(buf, NULL) == v)
-            break; /* 17 digits always read back exactly */
-    }
+    im_jw_fmt_num(buf, v);
     return cJSON_AddRawToObject(o, key, buf) != NULL ? 0 : -1;
 }
 

@@ -88,6 +88,17 @@ TEST(schema_check_refuses_unknown_types_and_bad_patterns) {
     s = cJSON_Parse(order_schema);
     ASSERT_EQ(im_schema_check(s, err, sizeof err), 0);
     cJSON_Delete(s);
+    /* Compiling refuses the same, a nested pattern included. */
+    im_schema *c = NULL;
+    s = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\","
+                    "\"items\":{\"type\":\"string\",\"pattern\":\"([\"}}}}");
+    ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), IM_ESCHEMA);
+    ASSERT(c == NULL);
+    ASSERT_STR_EQ(err, "schema pattern does not compile");
+    cJSON_Delete(s);
+    s = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"float\"}}}");
+    ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), IM_ESCHEMA);
+    cJSON_Delete(s);
 }
 
 TEST(compiled_schema_runs_many_times_and_fills_nulls) {
