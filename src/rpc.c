@@ -26,17 +26,25 @@ void im_rpc_framer_free(im_rpc_framer *f) {
     f->len = f->cap = 0;
 }
 
+/* Grows *buf (capacity *cap, doubling from 4 KiB) to hold need bytes.
+ * Returns 0 or IM_ENOMEM (the buffer is then unchanged). */
+static int buf_reserve(char **buf, size_t *cap, size_t need) {
+    size_t c = *cap ? *cap : 4096;
+    char *nb;
+    if (need <= *cap)
+        return 0;
+    while (c < need)
+        c *= 2;
+    if ((nb = realloc(*buf, c)) == NULL)
+        return IM_ENOMEM;
+    *buf = nb;
+    *cap = c;
+    return 0;
+}
+
 static int framer_append(im_rpc_framer *f, const char *data, size_t n) {
-    if (f->len + n + 1 > f->cap) {
-        size_t cap = f->cap ? f->cap : 4096;
-        while (cap < f->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(f->buf, cap);
-        if (nb == NULL)
-            return IM_ENOMEM;
-        f->buf = nb;
-        f->cap = cap;
-    }
+    if (buf_reserve(&f->buf, &f->cap, f->len + n + 1) != 0)
+        return IM_ENOMEM;
     memcpy(f->buf + f->len, data, n);
     f->len += n;
     return 0;
@@ -489,16 +497,8 @@ int im_rpc_write(im_rpc *r, const char *json, size_t len) {
         r->ocap = r->spare_cap;
         r->spare = NULL;
     }
-    if (r->olen + len + 1 > r->ocap) {
-        size_t cap = r->ocap ? r->ocap : 4096;
-        while (cap < r->olen + len + 1)
-            cap *= 2;
-        char *nb = realloc(r->obuf, cap);
-        if (nb == NULL)
-            return IM_ENOMEM;
-        r->obuf = nb;
-        r->ocap = cap;
-    }
+    if (buf_reserve(&r->obuf, &r->ocap, r->olen + len + 1) != 0)
+        return IM_ENOMEM;
     memcpy(r->obuf + r->olen, json, len);
     r->obuf[r->olen + len] = '\n';
     r->olen += len + 1;
