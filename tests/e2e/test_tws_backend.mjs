@@ -4,8 +4,9 @@
 // tools. Covers status, quote, account, preview -> place -> fill,
 // positions, trades, cancel of a resting order, an unknown symbol, the
 // live-account gate, delayed data, the gateway killed and restarted, the
-// connection dropped between placeOrder and its acknowledgement, and a
-// client id already in use.
+// connection dropped between placeOrder and its acknowledgement, TWS
+// losing IB and getting it back (1100, 1101, 1102), and a client id
+// already in use.
 //
 // Usage: node tests/e2e/test_tws_backend.mjs <path-to-ibkr-mcp>
 import assert from 'node:assert/strict';
@@ -48,20 +49,25 @@ async function previewPlace(s, order) {
   return s.call('place_order', { confirmation_token: p.confirmation_token });
 }
 
-// A TCP relay between the backend and the gateway that, on every
-// placeOrder it forwards, writes errMsg(orderId, code, text) to the client
-// first, as TWS does when it has a remark about (or a refusal of) an order.
-async function injectingRelay(gw, code, text) {
-  const frame = (fields) => {
-    const p = Buffer.from(fields.map((f) => `${f}\0`).join(''), 'latin1');
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(p.length);
-    return Buffer.concat([h, p]);
-  };
+// A TCP relay between the backend and the gateway. onFrame(fields, inject)
+// sees every frame the backend sends (its fields, split on NUL); inject
+// writes a frame of fields to the backend, as if from TWS. The returned
+// inject does the same for the newest connection.
+function frame(fields) {
+  const p = Buffer.from(fields.map((f) => `${f}\0`).join(''), 'latin1');
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(p.length);
+  return Buffer.concat([h, p]);
+}
+
+async function relay(gw, onFrame) {
+  let last = null;
   const server = net.createServer((c) => {
     const u = net.connect(gw.port, '127.0.0.1');
+    const inject = (fields) => c.write(frame(fields));
     let fromClient = Buffer.alloc(0);
     let prefix = true;
+    last = inject;
     c.on('data', (d) => {
       u.write(d);
       fromClient = Buffer.concat([fromClient, d]);
@@ -73,7 +79,7 @@ async function injectingRelay(gw, code, text) {
         const n = fromClient.readUInt32BE(0);
         const f = fromClient.subarray(4, 4 + n).toString('latin1').split('\0');
         fromClient = fromClient.subarray(4 + n);
-        if (f[0] === '3') c.write(frame(['4', '2', f[1], String(code), text, '']));
+        onFrame(f, inject);
       }
     });
     u.on('data', (d) => c.write(d));
@@ -82,7 +88,16 @@ async function injectingRelay(gw, code, text) {
     u.on('close', () => c.destroy());
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { port: server.address().port, close: () => server.close() };
+  return { port: server.address().port, close: () => server.close(), inject: (f) => last && last(f) };
+}
+
+// On every placeOrder it forwards, the relay writes errMsg(orderId, code,
+// text) to the backend first, as TWS does when it has a remark about (or a
+// refusal of) an order.
+async function injectingRelay(gw, code, text) {
+  return relay(gw, (f, inject) => {
+    if (f[0] === '3') inject(['4', '2', f[1], String(code), text, '']);
+  });
 }
 
 function noViolations(s) {
@@ -394,6 +409,42 @@ const tests = [
     await gw.stop();
   }],
 
+  ['TWS loses IB (1100), then gets it back with data lost (1101): subscriptions are renewed', async () => {
+    const gw = await startGateway(BIN);
+    const sent = {};   // message id -> how many the backend sent
+    const r = await relay(gw, (f) => { sent[f[0]] = (sent[f[0]] || 0) + 1; });
+    const s = await startServer(BIN, twsEnv({ port: r.port }, { IBKR_CLIENT_ID: '11' }));
+    try {
+      await connected(s);
+      const acct0 = sent['6'] || 0, pnl0 = sent['92'] || 0;
+      assert.ok(acct0 >= 1 && pnl0 >= 1, `no subscriptions at start: ${JSON.stringify(sent)}`);
+      r.inject(['4', '2', '-1', '1100', 'Connectivity between IB and Trader Workstation has been lost.', '']);
+      const st = await until(async () => {
+        const x = await s.ok('get_status');
+        return /1100/.test(x.connection.last_error || '') ? x : null;
+      }, 'get_status to name the 1100');
+      assert.match(st.connection.last_error, /lost its connection to IB/);
+      assert.equal(sent['6'] || 0, acct0, '1100 alone must not resubscribe');
+      r.inject(['4', '2', '-1', '1101', 'Connectivity between IB and TWS has been restored - data lost.', '']);
+      await until(async () => ((sent['6'] || 0) > acct0 && (sent['92'] || 0) > pnl0 && (sent['93'] || 0) >= 1) || null,
+        'account updates and P&L to be requested again (and the old P&L cancelled)');
+      const q = await s.ok('get_quote', { symbol: 'NVDA' });
+      assert.ok(q.bid > 0 && q.ask >= q.bid, `quote after 1101: ${JSON.stringify(q)}`);
+      const a = await s.ok('get_account_summary');
+      assert.ok(a.net_liquidation > 0, JSON.stringify(a));
+      // 1102 (data maintained) renews nothing.
+      const acct1 = sent['6'];
+      r.inject(['4', '2', '-1', '1102', 'Connectivity between IB and TWS has been restored - data maintained.', '']);
+      await s.ok('get_status');
+      await sleep(200);
+      assert.equal(sent['6'], acct1, '1102 must not resubscribe');
+      noViolations(s);
+    } finally {
+      await s.stop('stdin');
+      r.close();
+      await gw.stop();
+    }
+  }],
   ['a second client with the same client id gets a clear error', async () => {
     const gw = await startGateway(BIN);
     const a = await startServer(BIN, twsEnv(gw, { IBKR_CLIENT_ID: '9' }));
