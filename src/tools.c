@@ -132,13 +132,16 @@ static cJSON *result_structured(im_tools *t, const tool_def *d, lua_State *co, i
     res = cJSON_CreateObject();
     content = cJSON_AddArrayToObject(res, "content");
     block = cJSON_CreateObject();
-    cJSON_AddStringToObject(block, "type", "text");
-    cJSON_AddStringToObject(block, "text", text);
-    cJSON_AddItemToArray(content, block);
     raw = cJSON_CreateRaw(text);
+    if (content == NULL || block == NULL || raw == NULL ||
+        !cJSON_AddStringToObject(block, "type", "text") ||
+        !cJSON_AddStringToObject(block, "text", text) || !cJSON_AddItemToArray(content, block)) {
+        cJSON_Delete(block);
+        block = NULL;
+    }
     im_jw_reset(w);
-    if (raw == NULL || !cJSON_AddItemToObject(res, "structuredContent", raw)) {
-        cJSON_Delete(raw);
+    if (block == NULL || !cJSON_AddItemToObject(res, "structuredContent", raw)) {
+        cJSON_Delete(raw);   /* not attached */
         cJSON_Delete(res);
         return NULL;
     }
