@@ -118,6 +118,28 @@ const tests = [
     await s.stop('stdin');
   }],
 
+  ['the server stopped (SIGTERM, or stdin closed) while a question is open places nothing', async () => {
+    // The order waiting for its answer is never sent, the process exits 0
+    // (clean under the sanitizer tree too), and its token is spent.
+    for (const how of ['SIGTERM', 'stdin']) {
+      const s = await startServer(BIN, env(), { capabilities: ELICIT, onRequest: () => null });
+      const tok = await token(s);
+      s.child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: 'held', method: 'tools/call',
+        params: { name: 'place_order', arguments: { confirmation_token: tok } } }) + '\n');
+      for (let i = 0; i < 100 && s.requests.length === 0; i++) await sleep(20);
+      assert.equal(s.requests.length, 1, `${how}: no question was asked`);
+      const end = await s.stop(how);
+      assert.equal(end.code, 0, `${how}: ${JSON.stringify(end)}\n${s.stderr.slice(-800)}`);
+      assert.doesNotMatch(journal(s), /"order_sent"/, `${how}: an order was sent`);
+      const again = await startServer(BIN, env(), { stateDir: s.stateDir });
+      assert.equal((await again.ok('get_trades')).count, 0, `${how}: a trade after restart`);
+      assert.equal((await again.ok('get_open_orders')).count, 0);
+      const replay = await again.call('place_order', { confirmation_token: tok });
+      assert.equal(replay.isError, true, `${how}: the token placed after restart: ${replay.text}`);
+      await again.stop('stdin');
+    }
+  }],
+
   ['legacy: a client without elicitation is refused, never placed silently', async () => {
     const s = await startServer(BIN, env());
     const r = await s.call('place_order', { confirmation_token: await token(s) });
