@@ -28,6 +28,7 @@
 #include "config.h"
 #include "error.h"
 #include "fsutil.h"
+#include "jsonw.h"
 #include "log.h"
 #include "text.h"
 
@@ -494,7 +495,14 @@ int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON
         cJSON_AddItemToObject(rec, item->string, item);
     }
     cJSON_Delete(fields);
-    text = cJSON_PrintUnformatted(rec);
+    {
+        /* jsonw.h: every number reads back exactly (cJSON's own printer
+         * rounds some to 15 digits), so a rebuilt day sums to the same. */
+        im_jw w;
+        im_jw_init(&w);
+        im_jw_cjson(&w, rec);
+        text = im_jw_take(&w, NULL);
+    }
     if (text == NULL) {
         cJSON_Delete(rec);
         journal_fail(j, "the journal %s cannot be written: out of memory", j->path);
@@ -502,12 +510,17 @@ int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON
     }
 
     journal_roll(j, now);
-    if (im_fs_mkdirs(j->dir) == -1) {
-        journal_fail(j, "the journal's state directory %s cannot be used: %s", j->dir,
-                     strerror(errno));
-        goto out;
-    }
     fd = open(j->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd == -1 && errno == ENOENT) {
+        /* The state directory went away: made again, then retried (not
+         * before every append: two failing mkdir calls per record). */
+        if (im_fs_mkdirs(j->dir) == -1) {
+            journal_fail(j, "the journal's state directory %s cannot be used: %s", j->dir,
+                         strerror(errno));
+            goto out;
+        }
+        fd = open(j->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd == -1) {
         journal_fail(j, "the journal %s cannot be opened for writing: %s", j->path,
                      strerror(errno));
@@ -562,7 +575,7 @@ out:
     if (fd != -1)
         close(fd);   /* drops the lock */
     free(line);
-    cJSON_free(text);
+    free(text);
     cJSON_Delete(rec);
     return rc;
 }

@@ -240,6 +240,56 @@ TEST(journal_creates_private_dir_and_file) {
     fx_teardown();
 }
 
+/* Numbers are written so that they read back exactly, not cut to 15
+ * digits (a rebuilt day's notional must sum to what the running server had). */
+TEST(journal_numbers_read_back_exactly) {
+    char err[512], *text;
+    im_journal *j = NULL;
+    cJSON *f, *rec;
+    double v = 0.1 + 0.2;
+    fx_setup();
+    ASSERT_EQ(im_journal_open(g_dir, T0, &j, err, sizeof err), 0);
+    f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "notional", v);
+    cJSON_AddNumberToObject(f, "price", 167.97);
+    ASSERT_EQ(im_journal_append(j, T0, "preview", f), 0);
+    text = slurp(im_journal_path(j));
+    ASSERT(text != NULL);
+    ASSERT_CONTAINS(text, "\"notional\":0.30000000000000004");
+    ASSERT_CONTAINS(text, "\"price\":167.97");
+    rec = cJSON_Parse(strchr(text, '{'));
+    ASSERT(rec != NULL);
+    ASSERT(cJSON_GetObjectItemCaseSensitive(rec, "notional")->valuedouble == v);
+    cJSON_Delete(rec);
+    free(text);
+    im_journal_free(j);
+    fx_teardown();
+}
+
+/* The state directory removed under a running server: the next record
+ * makes it again (private) and lands in a fresh file. */
+TEST(journal_state_dir_removed_is_made_again) {
+    char sub[128], path[256], err[512];
+    im_journal *j = NULL;
+    struct stat st;
+    fx_setup();
+    snprintf(sub, sizeof sub, "%s/state", g_dir);
+    ASSERT_EQ(im_journal_open(sub, T0, &j, err, sizeof err), 0);
+    ASSERT_EQ(im_journal_append(j, T0, "startup", NULL), 0);
+    snprintf(path, sizeof path, "%s", im_journal_path(j));
+    rm_tree(sub);
+    ASSERT(stat(sub, &st) != 0);
+    ASSERT_EQ(im_journal_append(j, T0 + 1, "preview", NULL), 0);
+    ASSERT_EQ(stat(sub, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0700);
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    ASSERT(im_journal_error(j) == NULL);
+    im_journal_free(j);
+    rm_tree(sub);
+    fx_teardown();
+}
+
 TEST(journal_torn_last_line_skipped_and_next_record_on_its_own_line) {
     char path[256], err[512], *text;
     im_journal *j = NULL;
