@@ -30,6 +30,23 @@ const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
 const errs = (e) => (e && (e.rpc || e.tool) ? `${e.rpc} JSON-RPC errors, ${e.tool} isError` : 'no errors');
 
+// quote-NAME-R.json, one per round (driver.mjs): the first round's object
+// with every throughput figure replaced by its median over the rounds, and
+// the range kept as NAME_range ([min, max]).
+const RATE_KEYS = ['win_cps', 'seq_cps', 'burst_cps', 'seq_us_per_call'];
+function quote(name) {
+  const files = fs.readdirSync(dir).filter((f) => new RegExp(`^quote-${name}-\\d+\\.json$`).test(f)).sort();
+  const runs = files.map((f) => rd(f));
+  const out = { ...runs[0], rounds: runs.length };
+  for (const key of RATE_KEYS) {
+    const xs = runs.map((r) => r[key]).filter((x) => typeof x === 'number');
+    if (!xs.length) continue;
+    out[key] = median(xs);
+    out[`${key}_range`] = [Math.min(...xs), Math.max(...xs)];
+  }
+  return out;
+}
+
 function startupStats() {
   const out = {};
   for (const name of ['ibkr', 'ibkr_nopol', 'echo', 'sdk']) {
@@ -55,11 +72,15 @@ function printStartup() {
 }
 
 function printRoundTrip() {
-  const a = rd('quote-ibkr.json'), e = rd('quote-echo.json'), t = rd('quote-sdk.json');
+  const a = quote('ibkr'), e = quote('echo'), t = quote('sdk');
   const rows = [['ibkr-mcp', a], ['C stdio echo (floor)', e], ['TypeScript SDK server', t]];
   console.log(`  ${pad('server', 24)}${lpad('sequential', 12)}${lpad(`<=${a.window} in flight`, 16)}${lpad('all at once', 14)}  (calls/s)`);
   for (const [n, r] of rows)
     console.log(`  ${pad(n, 24)}${lpad(k(r.seq_cps), 12)}${lpad(k(r.win_cps), 16)}${lpad(r.burst_cps ? k(r.burst_cps) : '-', 14)}`);
+  if (a.rounds > 1)
+    for (const [n, r] of rows)
+      console.log(`  ${pad(n, 24)} range over ${r.rounds} rounds: sequential ${k(r.seq_cps_range[0])}-${k(r.seq_cps_range[1])}, ` +
+        `windowed ${k(r.win_cps_range[0])}-${k(r.win_cps_range[1])}, all at once ${k(r.burst_cps_range[0])}-${k(r.burst_cps_range[1])}`);
   for (const [n, r] of rows)
     console.log(`  ${pad(n, 24)} N: sequential ${k(r.seq_n)} (${errs(r.seq_errors)}), windowed ${k(r.win_n)} ` +
       `(${errs(r.win_errors)}), all at once ${k(r.burst_n)} (${errs(r.burst_errors)})`);
@@ -100,7 +121,7 @@ function printCapacity() {
 }
 
 function printMemory() {
-  const a = rd('quote-ibkr.json'), t = rd('quote-sdk.json');
+  const a = quote('ibkr'), t = quote('sdk');
   for (const [n, r] of [['ibkr-mcp', a], ['TypeScript SDK server', t]])
     console.log(`  ${pad(n, 24)} VmRSS after initialize ${mib(r.rss_start_kib)} MiB; after ${k(r.win_n)} calls ` +
       `${mib(r.rss_after_win_kib)} MiB; after ${k(r.win_n + 1000 + r.seq_n)} ${mib(r.rss_after_seq_kib)} MiB; ` +
@@ -154,7 +175,7 @@ function printTws() {
 
 function summary() {
   const m = rd('machine.json'), s = startupStats();
-  const a = rd('quote-ibkr.json'), e = rd('quote-echo.json'), t = rd('quote-sdk.json');
+  const a = quote('ibkr'), e = quote('echo'), t = quote('sdk');
   const p = rd('order-policies.json'), n = rd('order-nopolicies.json');
   const yes = (b) => (b ? 'yes' : 'no');
   const rows = [
@@ -213,7 +234,11 @@ function summary() {
       `ibkr-mcp ${m.build_type} build. One run of \`make bench\`, ${m.date}.`,
     (a.seq_n === t.seq_n ? `Sequential N: ${k(a.seq_n)} for all three; ` : `Sequential N: ibkr-mcp and echo ${k(a.seq_n)}, SDK ${k(t.seq_n)}; `) +
       `pipelined N: ${k(a.win_n)} for all three (at most ${a.window} in flight); ` +
-      `all-at-once N: ibkr-mcp and echo ${k(a.burst_n)}, SDK ${k(t.burst_n)}. Order path: ${k(p.pairs)} pairs each.`,
+      `all-at-once N: ibkr-mcp and echo ${k(a.burst_n)}, SDK ${k(t.burst_n)}; ` +
+      `the Node-driver rates are medians of ${a.rounds} rounds` +
+      (a.rounds > 1 ? ` (ibkr-mcp pipelined ${k(a.win_cps_range[0])}-${k(a.win_cps_range[1])}/s, ` +
+        `echo ${k(e.win_cps_range[0])}-${k(e.win_cps_range[1])}/s)` : '') +
+      `. Order path: ${k(p.pairs)} pairs each.`,
   ];
   const md = lines.join('\n') + '\n';
   console.log(md);
