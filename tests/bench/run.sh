@@ -86,14 +86,17 @@ grep -v -e MaxListenersExceededWarning -e 'node --trace-warnings' "$tmp/sdk-stde
 report roundtrip
 
 echo
-echo "== 2b. capacity: the same calls fed by a C driver (<=128 in flight; then all at once)"
+echo "== 2b. capacity: the same calls fed by a C driver (<=128 in flight; then all at once; median of $quote_rounds rounds)"
 # The Node driver's own cost caps what it can show; this one costs a
 # fraction of a microsecond a call, so the figures are the servers'.
 cap() { "$build/bench-capacity" "$@"; }
-{ cap "$pipe_n" 128 "$bin"; cap "$pipe_n" "$pipe_n" "$bin"; } > "$tmp/cap-ibkr.json"
-{ cap "$pipe_n" 128 "$build/bench-echo"; cap "$pipe_n" "$pipe_n" "$build/bench-echo"; } > "$tmp/cap-echo.json"
-{ cap "$sdk_burst_n" 128 "${sdk[@]}"; cap "$sdk_burst_n" "$sdk_burst_n" "${sdk[@]}"; } \
-  > "$tmp/cap-sdk.json" 2>> "$tmp/sdk-stderr.txt"
+# As many rounds as the round trip, the servers in turn; medians reported.
+for r in $(seq "$quote_rounds"); do
+  { cap "$pipe_n" 128 "$bin"; cap "$pipe_n" "$pipe_n" "$bin"; } > "$tmp/cap-ibkr-$r.json"
+  { cap "$pipe_n" 128 "$build/bench-echo"; cap "$pipe_n" "$pipe_n" "$build/bench-echo"; } > "$tmp/cap-echo-$r.json"
+  { cap "$sdk_burst_n" 128 "${sdk[@]}"; cap "$sdk_burst_n" "$sdk_burst_n" "${sdk[@]}"; } \
+    > "$tmp/cap-sdk-$r.json" 2>> "$tmp/sdk-stderr.txt"
+done
 report capacity
 
 echo
