@@ -27,6 +27,10 @@
 #include "text.h"
 
 #define TOOLS_MAX 64
+/* Coroutines that finished normally, kept for the next calls: a new thread
+ * per call (its stack, its registry slot, its collection) was a few per
+ * cent of a get_quote. */
+#define TOOLS_IDLE_CO 256
 #define TOOL_FILE_MAX (256 * 1024)
 
 typedef struct tool_def {
@@ -47,6 +51,9 @@ struct im_tools {
     cJSON *list;       /* tools/list array, owned */
     size_t pending;
     im_jw out;         /* a structured result's text, reused (jsonw.h) */
+    lua_State *idle[TOOLS_IDLE_CO];   /* finished coroutines, each with ... */
+    int idle_ref[TOOLS_IDLE_CO];      /* ... its registry reference */
+    size_t nidle;
 };
 
 struct im_tool_call {
@@ -61,6 +68,7 @@ struct im_tool_call {
     int sync_ready;          /* its operation completed before it returned */
     int waiting;             /* parked in a yield */
     int abandoned;
+    int finished;            /* the coroutine returned normally: reusable */
     /* Human confirmation for place_order (im_tools_call_ex). */
     im_confirmer confirmer;
     int have_confirmer;
@@ -161,7 +169,16 @@ static void call_finish(im_tool_call *c, cJSON *result) {
         cJSON_AddNumberToObject(q, "expires_in", c->confirm_expires_in);
         cJSON_AddItemToObject(result, IM_TOOLS_INPUT_REQUIRED, q);
     }
-    luaL_unref(t->L, LUA_REGISTRYINDEX, c->co_ref);
+    /* A coroutine that returned (status OK, empty stack) starts the next
+     * call as a fresh one would; any other is released. */
+    if (c->finished && t->nidle < TOOLS_IDLE_CO && lua_status(c->co) == LUA_OK &&
+        lua_gettop(c->co) == 0) {
+        *(im_tool_call **)lua_getextraspace(c->co) = NULL;
+        t->idle[t->nidle] = c->co;
+        t->idle_ref[t->nidle++] = c->co_ref;
+    } else {
+        luaL_unref(t->L, LUA_REGISTRYINDEX, c->co_ref);
+    }
     t->pending--;
     if (!c->abandoned && c->cb)
         c->cb(c->ud, result ? result : result_text("Out of memory.", 1));
@@ -191,6 +208,7 @@ static void call_step(im_tool_call *c, im_script_status st, int nres, const char
         call_finish(c, result_text(msg, 1));
         return;
     }
+    c->finished = 1;
     int base = lua_gettop(co) - nres + 1;
     if (nres >= 1 && lua_type(co, base) == LUA_TTABLE) {
         cJSON *res = result_structured(c->t, d, co, base);
@@ -1198,9 +1216,15 @@ int im_tools_call_ex(im_tools *t, const char *name, const cJSON *args,
         return 0;
     }
     cJSON_Delete(empty);
-    c->co = lua_newthread(M);                       /* [run, args, co] */
+    if (t->nidle > 0) {                             /* a finished one, reused */
+        t->nidle--;
+        c->co = t->idle[t->nidle];
+        c->co_ref = t->idle_ref[t->nidle];
+    } else {
+        c->co = lua_newthread(M);                   /* [run, args, co] */
+        c->co_ref = luaL_ref(M, LUA_REGISTRYINDEX); /* [run, args] */
+    }
     *(im_tool_call **)lua_getextraspace(c->co) = c;
-    c->co_ref = luaL_ref(M, LUA_REGISTRYINDEX);     /* [run, args] */
     lua_xmove(M, c->co, 2);                         /* [] ; co: [run, args] */
     t->pending++;
     c->handle = handle;

@@ -535,4 +535,38 @@ function TestControls:test_consecutive_rejects_at_place_halt_trading()
   lu.assertTrue(has(preview("KO", "BUY", 1).risk.codes, "RISK_HALTED"))
 end
 
+TestCoroutines = {}
+
+-- Calls run on coroutines that are kept and reused once a call returns; a
+-- call that failed, ran out of budget or was still waiting must never hand
+-- its coroutine to the next one.
+function TestCoroutines:test_failed_calls_do_not_spoil_the_next()
+  local out = [[{ type = "object", required = { "bid" }, properties = { bid = { type = "number" } } }]]
+  local function tool(name, body)
+    return "return { name = '" .. name .. "', title = '" .. name .. "', " ..
+      "description = 'A test tool that " .. name .. "s.', " ..
+      "input = { type = 'object', properties = {} }, output = " .. out .. ", " ..
+      "run = function(args) " .. body .. " end }"
+  end
+  local dir = tmpdir_with {
+    ["quote.lua"] = tool("quote", "local q = ibkr.quote('NVDA'); return { bid = q.bid }"),
+    ["boom.lua"] = tool("boom", "local q = ibkr.quote('NVDA'); error('boom after ' .. q.bid)"),
+    ["spin.lua"] = tool("spin", "ibkr.quote('NVDA'); while true do end"),
+    ["nothing.lua"] = tool("nothing", "return nil, 'nothing to say'"),
+  }
+  host.reset { IBKR_TOOLS_DIR = dir }
+  local bid = ok("quote", {}).bid
+  lu.assertTrue(bid > 0)
+  for _ = 1, 3 do
+    lu.assertStrContains(fails("boom", {}), "boom after")
+    lu.assertEquals(ok("quote", {}).bid, bid)
+    lu.assertStrContains(fails("spin", {}), "budget")
+    lu.assertEquals(ok("quote", {}).bid, bid)
+    lu.assertEquals(fails("nothing", {}), "nothing to say")
+    lu.assertEquals(ok("quote", {}).bid, bid)
+  end
+  for _ = 1, 300 do lu.assertEquals(ok("quote", {}).bid, bid) end
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
 return lu.LuaUnit.run()
