@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int im_fs_mkdirs(const char *dir) {
     char tmp[1024];
@@ -30,6 +31,22 @@ int im_fs_mkdirs(const char *dir) {
     if (!S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;
         return -1;
+    }
+    return 0;
+}
+
+int im_fs_write_all(int fd, const char *p, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
     }
     return 0;
 }

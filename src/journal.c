@@ -451,22 +451,6 @@ int im_journal_refresh(im_journal *j, double now) {
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int im_journal_append(im_journal *j, double now, const char *kind, cJSON *fields) {
     return im_journal_append_guarded(j, now, kind, fields, NULL, NULL);
 }
@@ -558,7 +542,7 @@ int im_journal_append_guarded(im_journal *j, double now, const char *kind, cJSON
     }
     snprintf(line, len + 3, "%s%s\n", torn ? "\n" : "", text);
     len = strlen(line);
-    if (write_all(fd, line, len) == -1 || (!j->defer_sync && fsync(fd) == -1)) {
+    if (im_fs_write_all(fd, line, len) == -1 || (!j->defer_sync && fsync(fd) == -1)) {
         journal_fail(j, "the journal %s cannot be written: %s", j->path, strerror(errno));
         goto out;
     }

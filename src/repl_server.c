@@ -35,6 +35,7 @@
 #include <editline/readline.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "log.h"
 
 #define REPL_PROMPT_MARK '\x02'
@@ -390,19 +391,6 @@ void im_repl_server_close(im_repl_server *srv) {
 
 /* ---- `ibkr-mcp attach` -------------------------------------------------------------- */
 
-static int repl_write_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static const char *repl_attach_getenv(const char *name) { return getenv(name); }
 
 /* The client's state. The server paces the conversation: one input line
@@ -450,7 +438,7 @@ static void repl_attach_rl_stop(repl_attach *a) {
 /* Sends one input line (a newline is added). */
 static void repl_attach_send(repl_attach *a, const char *line, size_t len) {
     a->at_prompt = 0;
-    if (repl_write_all(a->fd, line, len) != 0 || repl_write_all(a->fd, "\n", 1) != 0)
+    if (im_fs_write_all(a->fd, line, len) != 0 || im_fs_write_all(a->fd, "\n", 1) != 0)
         a->quit = 1;
 }
 

@@ -1444,22 +1444,6 @@ static cJSON *sim_state_json(const im_sim *s) {
     return root;
 }
 
-static int sim_write_all(int fd, const char *p, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* fsync of the directory, so the rename itself is durable. */
 static int sim_sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
@@ -1514,8 +1498,8 @@ static int sim_save(im_sim *s) {
     }
     /* A leftover temporary file from a crash may carry another mode. */
     s->last_save_bytes = strlen(text) + 1;
-    if (fchmod(fd, 0600) == -1 || sim_write_all(fd, text, strlen(text)) == -1 ||
-        sim_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
+    if (fchmod(fd, 0600) == -1 || im_fs_write_all(fd, text, strlen(text)) == -1 ||
+        im_fs_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
         sim_persist_fail(s, "cannot save the account: %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
