@@ -8,6 +8,7 @@
 #include "gateway.h"
 #include "journal.h"
 #include "luatest.h"
+#include "mem.h"
 #include "policy.h"
 #include "repl.h"
 #include "serve.h"
@@ -27,6 +28,7 @@ static const char usage[] =
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "serve";
 
+    (void)im_mem_prefault(IM_MEM_PREFAULT);
     if (strcmp(mode, "serve") == 0 && argc <= 2)
         return im_serve_run();
     if (strcmp(mode, "demo") == 0 && argc == 2)
