@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "demo.h"
 #include "gateway.h"
 #include "journal.h"
@@ -28,7 +30,12 @@ static const char usage[] =
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "serve";
 
+    cJSON_Hooks hooks = {im_mem_alloc, im_mem_free};
+
     (void)im_mem_prefault(IM_MEM_PREFAULT);
+    /* Before the first cJSON value: every node and string then goes
+     * through the small-block cache, and each is freed the way it came. */
+    cJSON_InitHooks(&hooks);
     if (strcmp(mode, "serve") == 0 && argc <= 2)
         return im_serve_run();
     if (strcmp(mode, "demo") == 0 && argc == 2)

@@ -1,4 +1,4 @@
-/* mem.c: the start-up prefault.
+/* mem.c: the start-up prefault and the small-block cache.
  *
  * Why: on small VMs (Firecracker here) a page fault on fresh anonymous
  * memory costs about 12 us, against about 0.5 us per page when the kernel
@@ -8,8 +8,10 @@
 #include "mem.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #ifdef __GLIBC__
@@ -58,4 +60,105 @@ int im_mem_prefault(size_t bytes) {
     (void)bytes;
     return -1;
 #endif
+}
+
+/* ---- small blocks ---- */
+
+#define MEM_GRAIN 16
+#define MEM_CLASSES (IM_MEM_SMALL / MEM_GRAIN)
+/* The header of im_mem_alloc: a multiple of the grain keeps malloc's
+ * alignment for what follows it. */
+#define MEM_HEADER 16
+
+typedef struct mem_block { struct mem_block *next; } mem_block;
+
+static struct {
+    mem_block *head;
+    size_t n;
+} mem_class[MEM_CLASSES + 1];   /* [c] holds blocks of c * MEM_GRAIN bytes */
+
+#ifdef MEM_SANITIZED
+#define MEM_CACHE 0
+#else
+#define MEM_CACHE 1
+#endif
+
+static size_t mem_class_of(size_t n) {
+    return (n + MEM_GRAIN - 1) / MEM_GRAIN;
+}
+
+void *im_mem_get(size_t n) {
+    if (MEM_CACHE && n <= IM_MEM_SMALL) {
+        size_t c = mem_class_of(n);
+        mem_block *b = mem_class[c].head;
+        if (b != NULL) {
+            mem_class[c].head = b->next;
+            mem_class[c].n--;
+            return b;
+        }
+        /* Allocated at the class's full size, so any n of the class fits
+         * when the block comes back round. */
+        return malloc(c * MEM_GRAIN);
+    }
+    return malloc(n);
+}
+
+void im_mem_put(void *p, size_t n) {
+    if (p == NULL)
+        return;
+    if (MEM_CACHE && n <= IM_MEM_SMALL) {
+        size_t c = mem_class_of(n);
+        if (mem_class[c].n < IM_MEM_KEEP) {
+            mem_block *b = p;
+            b->next = mem_class[c].head;
+            mem_class[c].head = b;
+            mem_class[c].n++;
+            return;
+        }
+    }
+    free(p);
+}
+
+void *im_mem_resize(void *p, size_t o, size_t n) {
+    void *q;
+    if (p == NULL)
+        return im_mem_get(n);
+    if (!MEM_CACHE || (o > IM_MEM_SMALL && n > IM_MEM_SMALL))
+        return realloc(p, n);   /* large to large: malloc's own business */
+    if (o <= IM_MEM_SMALL && n <= IM_MEM_SMALL && mem_class_of(o) == mem_class_of(n))
+        return p;               /* the block already has room */
+    q = im_mem_get(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, o < n ? o : n);
+    im_mem_put(p, o);
+    return q;
+}
+
+void *im_mem_alloc(size_t n) {
+    unsigned char *p;
+    if (n > SIZE_MAX - MEM_HEADER)
+        return NULL;
+    p = im_mem_get(n + MEM_HEADER);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, &n, sizeof n);
+    return p + MEM_HEADER;
+}
+
+void im_mem_free(void *p) {
+    unsigned char *b;
+    size_t n;
+    if (p == NULL)
+        return;
+    b = (unsigned char *)p - MEM_HEADER;
+    memcpy(&n, b, sizeof n);
+    im_mem_put(b, n + MEM_HEADER);
+}
+
+size_t im_mem_cached(void) {
+    size_t n = 0;
+    for (size_t c = 1; c <= MEM_CLASSES; c++)
+        n += mem_class[c].n;
+    return n;
 }

@@ -30,6 +30,7 @@
 #include "common.h"
 #include "error.h"
 #include "log.h"
+#include "mem.h"
 
 /* Defaults for zero fields of im_script_opts (script.h). */
 #define SCRIPT_DEFAULT_MEM ((size_t)64 << 20)
@@ -101,7 +102,8 @@ static const char env_key = 'E';
  * ------------------------------------------------------------------- */
 
 /* Lua's allocator. Only growth may fail; frees are explicit because
- * realloc(ptr, 0) leaks on some libcs (HAProxy's note). */
+ * realloc(ptr, 0) leaks on some libcs (HAProxy's note). Lua tells the old
+ * size, so small blocks go through the cache in mem.c. */
 static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     im_script *s = ud;
     void *p;
@@ -109,13 +111,13 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (ptr == NULL)
         osize = 0; /* osize is a type tag, not a size, for new objects */
     if (nsize == 0) {
-        free(ptr);
+        im_mem_put(ptr, osize);
         s->mem_used -= osize;
         return NULL;
     }
     if (nsize > osize && nsize - osize > s->mem_limit - s->mem_used)
         return NULL;
-    p = realloc(ptr, nsize);
+    p = im_mem_resize(ptr, osize, nsize);
     if (p != NULL)
         s->mem_used = s->mem_used - osize + nsize;
     return p;

@@ -1,5 +1,6 @@
 /* test_mem.c: the start-up prefault backs the heap in one call and keeps it. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -88,4 +89,96 @@ TEST(prefault_refuses_silly_sizes) {
     ASSERT_EQ(im_mem_prefault(0), -1);
     ASSERT_EQ(im_mem_prefault((size_t)1 << 40), -1);
     free(malloc(64));
+}
+
+TEST(small_blocks_come_back_round) {
+    size_t before = im_mem_cached();
+    unsigned char *a = im_mem_get(40), *b;
+    ASSERT(a != NULL);
+    memset(a, 0xab, 40);
+    im_mem_put(a, 40);
+    b = im_mem_get(48);   /* the same 16-byte class (33..48) */
+#ifdef SANITIZED
+    (void)before;
+    ASSERT_EQ(im_mem_cached(), 0);
+#else
+    ASSERT(b == a);       /* last in, first out */
+    ASSERT_EQ(im_mem_cached(), before);
+#endif
+    memset(b, 0xcd, 48);  /* the whole class fits: ASan would catch an overrun */
+    im_mem_put(b, 48);
+    {
+        /* Another class never hands out that block. */
+        unsigned char *c = im_mem_get(64);
+        ASSERT(c != NULL);
+#ifndef SANITIZED
+        ASSERT(c != b);   /* b waits in its own class */
+#endif
+        memset(c, 1, 64);
+        im_mem_put(c, 64);
+    }
+    {
+        /* Past IM_MEM_SMALL: plain malloc and free, nothing cached. */
+        size_t n = im_mem_cached();
+        void *big = im_mem_get(IM_MEM_SMALL + 1);
+        ASSERT(big != NULL);
+        memset(big, 2, IM_MEM_SMALL + 1);
+        im_mem_put(big, IM_MEM_SMALL + 1);
+        ASSERT_EQ(im_mem_cached(), n);
+    }
+}
+
+TEST(small_blocks_kept_up_to_the_cap) {
+    enum { N = IM_MEM_KEEP + 100 };
+    static void *blocks[N];
+    size_t before = im_mem_cached();
+    for (int i = 0; i < N; i++)
+        ASSERT((blocks[i] = im_mem_get(200)) != NULL);
+    for (int i = 0; i < N; i++)
+        im_mem_put(blocks[i], 200);
+#ifdef SANITIZED
+    (void)before;
+    ASSERT_EQ(im_mem_cached(), 0);
+#else
+    /* That class held at most what it had before; now exactly the cap. */
+    ASSERT(im_mem_cached() >= IM_MEM_KEEP);
+    ASSERT(im_mem_cached() <= before + IM_MEM_KEEP);
+#endif
+}
+
+TEST(resize_keeps_contents_across_classes) {
+    static const size_t steps[] = {1, 15, 16, 17, 100, 256, 257, 1000, 300, 256, 40, 3};
+    unsigned char *p = im_mem_resize(NULL, 0, 1);
+    size_t size = 1;
+    ASSERT(p != NULL);
+    p[0] = 7;
+    for (size_t i = 1; i < sizeof steps / sizeof steps[0]; i++) {
+        size_t n = steps[i], keep = size < n ? size : n;
+        unsigned char *q = im_mem_resize(p, size, n);
+        ASSERT(q != NULL);
+        for (size_t k = 0; k < keep; k++)
+            ASSERT_EQ(q[k], (unsigned char)(k * 31 + 7));
+        for (size_t k = 0; k < n; k++)
+            q[k] = (unsigned char)(k * 31 + 7);
+        p = q;
+        size = n;
+    }
+    im_mem_put(p, size);
+}
+
+TEST(alloc_and_free_without_sizes) {
+    void *blocks[400];
+    for (size_t n = 0; n < 400; n++) {
+        blocks[n] = im_mem_alloc(n);
+        ASSERT(blocks[n] != NULL);
+        ASSERT_EQ((uintptr_t)blocks[n] % 16, 0);
+        memset(blocks[n], (int)n, n);
+    }
+    for (size_t n = 0; n < 400; n++) {
+        for (size_t k = 0; k < n; k++)
+            ASSERT_EQ(((unsigned char *)blocks[n])[k], (unsigned char)n);
+        im_mem_free(blocks[n]);
+    }
+    im_mem_free(NULL);
+    ASSERT(im_mem_alloc(SIZE_MAX) == NULL);
 }
