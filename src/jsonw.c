@@ -86,32 +86,33 @@ static const unsigned char esc_extra[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,   /* \\ */
 };
 
+/* Short strings (keys, symbols, a reply's text) reserve the worst case,
+ * six bytes out per byte in, and are escaped in one pass; a long one is
+ * measured first, so a large text does not leave a buffer six times its
+ * size behind. */
+#define JW_STR_ONE_PASS 4096
+
 void im_jw_str(im_jw *w, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    size_t extra = 0, i, run;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    size_t need = 6 * n + 2;
     char *o;
 
-    /* One pass to size, one to write runs that need no escape. */
-    for (i = 0; i < n; i++)
-        extra += esc_extra[p[i]];
-    if (!reserve(w, n + extra + 2))
+    if (n > JW_STR_ONE_PASS) {
+        need = n + 2;
+        for (size_t i = 0; i < n; i++)
+            need += esc_extra[p[i]];
+    }
+    if (!reserve(w, need))
         return;
     o = w->buf + w->len;
     *o++ = '"';
-    if (extra == 0) {
-        memcpy(o, s, n);
-        o += n;
-        n = 0;
-    }
-    for (i = 0; i < n;) {
-        for (run = i; run < n && esc_extra[p[run]] == 0; run++)
-            ;
-        memcpy(o, s + i, run - i);
-        o += run - i;
-        if (run == n)
-            break;
-        unsigned char c = p[run];
+    while (p < end) {
+        unsigned char c = *p++;
+        if (esc_extra[c] == 0) {
+            *o++ = (char)c;
+            continue;
+        }
         *o++ = '\\';
         switch (c) {
         case '"': *o++ = '"'; break;
@@ -128,7 +129,6 @@ void im_jw_str(im_jw *w, const char *s, size_t n) {
             *o++ = hex[c >> 4];
             *o++ = hex[c & 15];
         }
-        i = run + 1;
     }
     *o++ = '"';
     w->len = (size_t)(o - w->buf);

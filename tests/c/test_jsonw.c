@@ -97,6 +97,35 @@ TEST(strings_escape_as_cjson_does) {
     }
 }
 
+/* Every byte value, at lengths on both sides of the one-pass limit (4096)
+ * and after text already in the buffer: the same as cJSON's printer. */
+TEST(strings_of_every_byte_and_length_escape_as_cjson_does) {
+    static const size_t lens[] = {1, 255, 4095, 4096, 4097, 20000};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        char *src = malloc(n + 1), *ref, *got;
+        cJSON *s;
+        im_jw w;
+        ASSERT(src != NULL);
+        for (size_t i = 0; i < n; i++)
+            src[i] = (char)(1 + (i * 7 + li) % 255);   /* no NUL: cJSON stops there */
+        src[n] = '\0';
+        s = cJSON_CreateString(src);
+        ref = cJSON_PrintUnformatted(s);
+        im_jw_init(&w);
+        im_jw_raw(&w, "[", 1);
+        im_jw_str(&w, src, n);
+        got = im_jw_take(&w, NULL);
+        ASSERT(got != NULL && ref != NULL);
+        ASSERT_EQ(got[0], '[');
+        ASSERT_STR_EQ(got + 1, ref);
+        free(got);
+        free(src);
+        cJSON_free(ref);
+        cJSON_Delete(s);
+    }
+}
+
 TEST(trees_reparse_equal_and_raw_nodes_are_verbatim) {
     const char *doc = "{\"a\":[1,2.5,-3e-7,true,false,null,{\"b\":\"x\\ny\"}],"
                       "\"c\":{},\"d\":[],\"e\":\"\\u00e9\",\"f\":1.7976931348623157e308}";
