@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -66,8 +67,8 @@ int im_mem_prefault(size_t bytes) {
 
 #define MEM_GRAIN 16
 #define MEM_CLASSES (IM_MEM_SMALL / MEM_GRAIN)
-/* The header of im_mem_alloc: a multiple of the grain keeps malloc's
- * alignment for what follows it. */
+/* The header of im_mem_alloc (size and tag, below): a multiple of the
+ * grain keeps malloc's alignment for what follows it. */
 #define MEM_HEADER 16
 
 typedef struct mem_block { struct mem_block *next; } mem_block;
@@ -135,24 +136,39 @@ void *im_mem_resize(void *p, size_t o, size_t n) {
     return q;
 }
 
+/* The header: the size, then the size xor a constant. A block that did
+ * not come from im_mem_alloc, a header overwritten by an underrun, or a
+ * second free (the tag is cleared on the first) stops the process: going
+ * on would hand one block to two owners. */
+#define MEM_TAG 0x6d656d626c6b2121ULL
+
 void *im_mem_alloc(size_t n) {
     unsigned char *p;
+    uint64_t tag = (uint64_t)n ^ MEM_TAG;
     if (n > SIZE_MAX - MEM_HEADER)
         return NULL;
     p = im_mem_get(n + MEM_HEADER);
     if (p == NULL)
         return NULL;
     memcpy(p, &n, sizeof n);
+    memcpy(p + 8, &tag, sizeof tag);
     return p + MEM_HEADER;
 }
 
 void im_mem_free(void *p) {
     unsigned char *b;
     size_t n;
+    uint64_t tag, none = 0;
     if (p == NULL)
         return;
     b = (unsigned char *)p - MEM_HEADER;
     memcpy(&n, b, sizeof n);
+    memcpy(&tag, b + 8, sizeof tag);
+    if (tag != ((uint64_t)n ^ MEM_TAG)) {
+        fprintf(stderr, "ibkr-mcp: fatal: im_mem_free(%p): not a live block of im_mem_alloc\n", p);
+        abort();
+    }
+    memcpy(b + 8, &none, sizeof none);
     im_mem_put(b, n + MEM_HEADER);
 }
 

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mem.h"
@@ -181,4 +182,51 @@ TEST(alloc_and_free_without_sizes) {
     }
     im_mem_free(NULL);
     ASSERT(im_mem_alloc(SIZE_MAX) == NULL);
+}
+
+/* Runs fn in a child; returns whether the child stopped abnormally. */
+static int dies(void (*fn)(void)) {
+    int status;
+    pid_t pid;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT(pid != -1);
+    if (pid == 0) {
+        fn();
+        _exit(0);
+    }
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    return WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+}
+
+static void free_foreign_block(void) {
+    unsigned char *p = calloc(1, 64);
+    im_mem_free(p + 16);   /* a header of zeros: no tag */
+}
+
+static void free_twice(void) {
+    void *p = im_mem_alloc(40);
+    im_mem_free(p);
+    im_mem_free(p);
+}
+
+static void free_after_underrun(void) {
+    unsigned char *p = im_mem_alloc(40);
+    memset(p - 8, 0x41, 8);   /* the tag, overwritten */
+    im_mem_free(p);
+}
+
+static void free_properly(void) {
+    void *p = im_mem_alloc(40);
+    im_mem_free(p);
+    p = im_mem_alloc(40);
+    im_mem_free(p);
+}
+
+TEST(alloc_header_stops_foreign_and_double_frees) {
+    ASSERT(!dies(free_properly));
+    ASSERT(dies(free_foreign_block));
+    ASSERT(dies(free_twice));
+    ASSERT(dies(free_after_underrun));
 }
