@@ -710,6 +710,7 @@ static void read_done(mcp_req *r, cJSON *result) {
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
     cJSON *view, *res, *contents, *item, *data, *parsed = NULL;
     char *text;
+    im_jw w;
 
     if (cJSON_IsRaw(sc))   /* tools.h: the text, printed once */
         sc = parsed = cJSON_Parse(sc->valuestring);
@@ -725,7 +726,10 @@ static void read_done(mcp_req *r, cJSON *result) {
         return;
     }
     view = im_mcp_resource_view(r->view, sc);
-    text = view ? cJSON_PrintUnformatted(view) : NULL;
+    /* jsonw, like every tool result: numbers that read back exactly. */
+    im_jw_init(&w);
+    text = view != NULL && im_jw_cjson(&w, view) == 0 ? im_jw_take(&w, NULL) : NULL;
+    im_jw_free(&w);
     cJSON_Delete(view);
     cJSON_Delete(parsed);
     cJSON_Delete(result);
@@ -740,7 +744,7 @@ static void read_done(mcp_req *r, cJSON *result) {
     cJSON_AddStringToObject(item, "mimeType", "application/json");
     cJSON_AddStringToObject(item, "text", text);
     cJSON_AddItemToArray(contents, item);
-    cJSON_free(text);
+    free(text);
     send_result_ex(m, &o, res, READ_TTL_MS, "private");
 }
 

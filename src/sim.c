@@ -1299,149 +1299,172 @@ static double sim_day_start(double t) {
     return floor(t) - sod;
 }
 
-/* Adds key: v in the fewest digits that read back exactly. cJSON's own
- * printer settles for 15 digits when its relative-epsilon test calls them
- * equal, which would move the unrounded walk by an ulp and break
- * determinism across a restart. Returns 0, or -1 for a non-finite value
- * (money arithmetic refuses them) or no memory. */
-/* Written so that it reads back exactly (jsonw.h: the shortest of 15 or
- * 17 digits, integers and short decimals without printf). */
-static int js_num(cJSON *o, const char *key, double v) {
-    char buf[40];
-    if (!isfinite(v))
-        return -1;
-    im_jw_fmt_num(buf, v);
-    return cJSON_AddRawToObject(o, key, buf) != NULL ? 0 : -1;
+/* The account file is written straight into one buffer (jsonw), member by
+ * member: building it as a cJSON tree first cost more than the fsyncs on a
+ * busy day, since the file grows with the day's executions and is
+ * rewritten on every change. Numbers are written in digits that read back
+ * exactly (jsonw.h); cJSON's own printer settles for 15 digits when its
+ * relative-epsilon test calls them equal, which would move the unrounded
+ * walk by an ulp and break determinism across a restart. */
+typedef struct sim_out {
+    im_jw w;
+    int first;   /* no member yet in the current object */
+    int bad;     /* a non-finite figure: the save is refused */
+} sim_out;
+
+static void js_key(sim_out *o, const char *key) {
+    if (!o->first)
+        im_jw_raw(&o->w, ",", 1);
+    o->first = 0;
+    im_jw_str(&o->w, key, strlen(key));
+    im_jw_raw(&o->w, ":", 1);
 }
 
-static int js_str(cJSON *o, const char *key, const char *v) {
-    return cJSON_AddStringToObject(o, key, v) != NULL ? 0 : -1;
+static void js_open(sim_out *o, const char *key, const char *bracket) {
+    if (key != NULL)
+        js_key(o, key);
+    else if (!o->first)
+        im_jw_raw(&o->w, ",", 1);
+    im_jw_raw(&o->w, bracket, 1);
+    o->first = 1;
 }
 
-static int js_order(cJSON *arr, const sim_order *o) {
+static void js_close(sim_out *o, const char *bracket) {
+    im_jw_raw(&o->w, bracket, 1);
+    o->first = 0;
+}
+
+/* Money arithmetic refuses non-finite values: such a figure fails the save. */
+static void js_num(sim_out *o, const char *key, double v) {
+    if (!isfinite(v)) {
+        o->bad = 1;
+        return;
+    }
+    js_key(o, key);
+    im_jw_num(&o->w, v);
+}
+
+static void js_str(sim_out *o, const char *key, const char *v) {
+    js_key(o, key);
+    im_jw_str(&o->w, v, strlen(v));
+}
+
+static void js_order(sim_out *out, const sim_order *o) {
     const im_order_info *in = &o->info;
-    cJSON *j = cJSON_CreateObject();
-    int bad = 0;
-    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
-        cJSON_Delete(j);
-        return -1;
-    }
-    bad |= js_str(j, "id", in->order_id);
-    bad |= js_str(j, "symbol", in->order.symbol);
-    bad |= js_str(j, "side", im_side_str(in->order.side));
-    bad |= js_num(j, "quantity", in->order.quantity);
-    bad |= js_str(j, "type", im_order_type_str(in->order.type));
-    bad |= js_num(j, "limit_price", in->order.limit_price);
-    bad |= js_num(j, "stop_price", in->order.stop_price);
-    bad |= js_str(j, "tif", im_tif_str(in->order.tif));
-    bad |= js_str(j, "order_ref", in->order.order_ref);
-    bad |= js_str(j, "status", im_order_status_str(in->status));
-    bad |= js_num(j, "filled", in->filled);
-    bad |= js_num(j, "remaining", in->remaining);
-    bad |= js_num(j, "avg_fill_price", in->avg_fill_price);
-    bad |= js_num(j, "submitted_at", in->submitted_at);
-    bad |= js_num(j, "updated_at", in->updated_at);
-    bad |= js_str(j, "message", in->message);
-    bad |= cJSON_AddBoolToObject(j, "triggered", o->triggered) == NULL ? -1 : 0;
-    bad |= js_num(j, "nexec", (double)o->nexec);
-    bad |= js_num(j, "notional", o->notional);
-    return bad;
+    js_open(out, NULL, "{");
+    js_str(out, "id", in->order_id);
+    js_str(out, "symbol", in->order.symbol);
+    js_str(out, "side", im_side_str(in->order.side));
+    js_num(out, "quantity", in->order.quantity);
+    js_str(out, "type", im_order_type_str(in->order.type));
+    js_num(out, "limit_price", in->order.limit_price);
+    js_num(out, "stop_price", in->order.stop_price);
+    js_str(out, "tif", im_tif_str(in->order.tif));
+    js_str(out, "order_ref", in->order.order_ref);
+    js_str(out, "status", im_order_status_str(in->status));
+    js_num(out, "filled", in->filled);
+    js_num(out, "remaining", in->remaining);
+    js_num(out, "avg_fill_price", in->avg_fill_price);
+    js_num(out, "submitted_at", in->submitted_at);
+    js_num(out, "updated_at", in->updated_at);
+    js_str(out, "message", in->message);
+    js_key(out, "triggered");
+    im_jw_lit(&out->w, o->triggered ? "true" : "false");
+    js_num(out, "nexec", (double)o->nexec);
+    js_num(out, "notional", o->notional);
+    js_close(out, "}");
 }
 
-static int js_exec(cJSON *arr, const im_execution *e) {
-    cJSON *j = cJSON_CreateObject();
-    int bad = 0;
-    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
-        cJSON_Delete(j);
-        return -1;
-    }
-    bad |= js_str(j, "exec_id", e->exec_id);
-    bad |= js_str(j, "order_id", e->order_id);
-    bad |= js_str(j, "symbol", e->symbol);
-    bad |= js_str(j, "side", im_side_str(e->side));
-    bad |= js_num(j, "shares", e->shares);
-    bad |= js_num(j, "price", e->price);
-    bad |= js_num(j, "commission", e->commission);
-    bad |= js_num(j, "realized_pnl", e->realized_pnl);
-    bad |= js_num(j, "time", e->time);
-    bad |= js_str(j, "order_ref", e->order_ref);
-    return bad;
+static void js_exec(sim_out *out, const im_execution *e) {
+    js_open(out, NULL, "{");
+    js_str(out, "exec_id", e->exec_id);
+    js_str(out, "order_id", e->order_id);
+    js_str(out, "symbol", e->symbol);
+    js_str(out, "side", im_side_str(e->side));
+    js_num(out, "shares", e->shares);
+    js_num(out, "price", e->price);
+    js_num(out, "commission", e->commission);
+    js_num(out, "realized_pnl", e->realized_pnl);
+    js_num(out, "time", e->time);
+    js_str(out, "order_ref", e->order_ref);
+    js_close(out, "}");
 }
 
-static int js_sym(cJSON *arr, const sim_sym *y) {
-    cJSON *j = cJSON_CreateObject(), *rng;
+static void js_sym(sim_out *out, const sim_sym *y) {
     char hex[17];
-    int bad = 0;
-    if (j == NULL || !cJSON_AddItemToArray(arr, j)) {
-        cJSON_Delete(j);
-        return -1;
-    }
-    bad |= js_str(j, "symbol", y->spec->symbol);
-    bad |= js_num(j, "px", y->px);
-    bad |= js_num(j, "last", y->last);
-    bad |= js_num(j, "bid_size", y->bid_size);
-    bad |= js_num(j, "ask_size", y->ask_size);
-    bad |= js_num(j, "bid_avail", y->bid_avail);
-    bad |= js_num(j, "ask_avail", y->ask_avail);
+    js_open(out, NULL, "{");
+    js_str(out, "symbol", y->spec->symbol);
+    js_num(out, "px", y->px);
+    js_num(out, "last", y->last);
+    js_num(out, "bid_size", y->bid_size);
+    js_num(out, "ask_size", y->ask_size);
+    js_num(out, "bid_avail", y->bid_avail);
+    js_num(out, "ask_avail", y->ask_avail);
     /* 64-bit words do not survive a JSON number (a double): hex text. */
-    rng = cJSON_AddArrayToObject(j, "rng");
-    for (int k = 0; rng != NULL && k < 4; k++) {
+    js_open(out, "rng", "[");
+    for (int k = 0; k < 4; k++) {
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)y->rng[k]);
-        bad |= cJSON_AddItemToArray(rng, cJSON_CreateString(hex)) ? 0 : -1;
+        if (k > 0)
+            im_jw_raw(&out->w, ",", 1);
+        im_jw_str(&out->w, hex, 16);
     }
-    bad |= rng == NULL ? -1 : 0;
-    bad |= js_num(j, "qty", y->qty);
-    bad |= js_num(j, "avg_cost", y->avg_cost);
-    bad |= js_num(j, "realized", y->realized);
-    return bad;
+    js_close(out, "]");
+    js_num(out, "qty", y->qty);
+    js_num(out, "avg_cost", y->avg_cost);
+    js_num(out, "realized", y->realized);
+    js_close(out, "}");
 }
 
-/* The account as a JSON tree (the caller deletes it), or NULL without
- * memory or when a figure is not finite. */
-static cJSON *sim_state_json(const im_sim *s) {
-    cJSON *root = cJSON_CreateObject(), *syms, *ords, *exs;
+/* The account's text (free() it) and its length, or NULL without memory
+ * or when a figure is not finite. */
+static char *sim_state_text(const im_sim *s, size_t *len) {
+    sim_out out;
     double today = sim_day_start((double)s->synced);
     char seed[24], when[32];
-    int bad = root == NULL;
 
-    if (bad)
-        return NULL;
+    memset(&out, 0, sizeof out);
+    out.first = 1;
+    im_jw_init(&out.w);
     snprintf(seed, sizeof seed, "%llu", s->seed);
     im_clock_format_utc((double)s->synced, when, sizeof when);
-    bad |= js_str(root, "format", SIM_STATE_FORMAT);
-    bad |= js_num(root, "version", SIM_STATE_VERSION);
-    bad |= js_str(root, "seed", seed); /* text: a u64 does not fit a double */
-    bad |= js_num(root, "starting_cash", s->starting_cash);
-    bad |= js_str(root, "account_id", s->account_id);
-    bad |= js_num(root, "clock", (double)s->synced);
-    bad |= js_str(root, "clock_utc", when);
-    bad |= js_num(root, "cash", s->cash);
-    bad |= js_num(root, "realized", s->realized);
-    bad |= js_num(root, "commissions", s->commissions);
-    bad |= js_num(root, "next_order_id", (double)s->next_order_id);
-    syms = cJSON_AddArrayToObject(root, "symbols");
-    ords = cJSON_AddArrayToObject(root, "orders");
-    exs = cJSON_AddArrayToObject(root, "executions");
-    bad |= syms == NULL || ords == NULL || exs == NULL;
-    for (size_t i = 0; !bad && i < SIM_NSYMS; i++)
-        bad |= js_sym(syms, &s->syms[i]);
+    js_open(&out, NULL, "{");
+    js_str(&out, "format", SIM_STATE_FORMAT);
+    js_num(&out, "version", SIM_STATE_VERSION);
+    js_str(&out, "seed", seed); /* text: a u64 does not fit a double */
+    js_num(&out, "starting_cash", s->starting_cash);
+    js_str(&out, "account_id", s->account_id);
+    js_num(&out, "clock", (double)s->synced);
+    js_str(&out, "clock_utc", when);
+    js_num(&out, "cash", s->cash);
+    js_num(&out, "realized", s->realized);
+    js_num(&out, "commissions", s->commissions);
+    js_num(&out, "next_order_id", (double)s->next_order_id);
+    js_open(&out, "symbols", "[");
+    for (size_t i = 0; i < SIM_NSYMS; i++)
+        js_sym(&out, &s->syms[i]);
+    js_close(&out, "]");
     /* Working orders always; finished ones of today, so a cancel of one
      * still says "already FILLED" rather than "no order" after a restart. */
-    for (size_t i = 0; !bad && i < s->norders; i++) {
+    js_open(&out, "orders", "[");
+    for (size_t i = 0; i < s->norders; i++) {
         const sim_order *o = &s->orders[i];
         if (sim_working(o) || o->info.updated_at >= today)
-            bad |= js_order(ords, o);
+            js_order(&out, o);
     }
-    for (size_t i = 0; !bad && i < s->nexecs; i++) {
+    js_close(&out, "]");
+    js_open(&out, "executions", "[");
+    for (size_t i = 0; i < s->nexecs; i++) {
         const im_execution *e = &s->execs[(s->exec_head + i) % s->nexecs];
         if (e->time >= today)
-            bad |= js_exec(exs, e);
+            js_exec(&out, e);
     }
-    if (bad) {
-        cJSON_Delete(root);
+    js_close(&out, "]");
+    js_close(&out, "}");
+    if (out.bad) {
+        im_jw_free(&out.w);
         return NULL;
     }
-    return root;
+    return im_jw_take(&out.w, len);
 }
 
 /* fsync of the directory, so the rename itself is durable. */
@@ -1478,13 +1501,10 @@ static void sim_persist_fail(im_sim *s, const char *fmt, ...) {
  * Returns 0, IM_ENOMEM or IM_EIO; on failure dirty stays set. */
 static int sim_save(im_sim *s) {
     char tmp[sizeof s->state_path + 8];
-    cJSON *root;
-    char *text;
+    size_t len = 0;
+    char *text = sim_state_text(s, &len);
     int fd, rc = IM_EIO;
 
-    root = sim_state_json(s);
-    text = root != NULL ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
     if (text == NULL) {
         sim_persist_fail(s, "cannot save the account to %s: out of memory or a non-finite "
                          "figure", s->state_path);
@@ -1497,8 +1517,8 @@ static int sim_save(im_sim *s) {
         goto out;
     }
     /* A leftover temporary file from a crash may carry another mode. */
-    s->last_save_bytes = strlen(text) + 1;
-    if (fchmod(fd, 0600) == -1 || im_fs_write_all(fd, text, strlen(text)) == -1 ||
+    s->last_save_bytes = len + 1;
+    if (fchmod(fd, 0600) == -1 || im_fs_write_all(fd, text, len) == -1 ||
         im_fs_write_all(fd, "\n", 1) == -1 || fsync(fd) == -1) {
         sim_persist_fail(s, "cannot save the account: %s: %s", tmp, strerror(errno));
         close(fd);
@@ -1523,7 +1543,7 @@ static int sim_save(im_sim *s) {
     s->dirty = 0;
     rc = 0;
 out:
-    cJSON_free(text);
+    free(text);
     return rc;
 }
 
