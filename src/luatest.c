@@ -165,6 +165,52 @@ static int lt_rpc(lua_State *L) {
     return 1;
 }
 
+/* host.send(line): hands a line to the MCP layer and returns at once,
+ * without running the loop, so a test can act while the call is under
+ * way; host.run() then turns the loop. Replies still land in t->reply. */
+static int lt_send_line(lua_State *L) {
+    lt *t = g_lt;
+    size_t len;
+    const char *line = luaL_checklstring(L, 1, &len);
+    lt_need_app(L);
+    free(t->reply);
+    t->reply = NULL;
+    im_mcp_handle_line(t->mcp, line, len);
+    return 0;
+}
+
+/* host.run(): turns the loop until nothing is left to do now (bounded);
+ * returns the last reply line, if any. */
+static int lt_run(lua_State *L) {
+    lt *t = g_lt;
+    lt_need_app(L);
+    for (int i = 0; i < 1000 && uv_run(&t->loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    if (t->reply == NULL)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, t->reply);
+    return 1;
+}
+
+/* host.reconnect(): the client goes away and another takes its place; the
+ * session, the broker and the calls they still run on live on. */
+static int lt_reconnect(lua_State *L) {
+    lt *t = g_lt;
+    im_mcp_opts mo;
+    lt_need_app(L);
+    im_mcp_free(t->mcp);
+    t->mcp = NULL;
+    memset(&mo, 0, sizeof mo);
+    mo.tools = t->app.tools;
+    mo.session = t->app.session;
+    mo.send = lt_send;
+    mo.send_ud = t;
+    if (im_mcp_new(&mo, &t->mcp) != 0)
+        return luaL_error(L, "out of memory");
+    return 0;
+}
+
 static void lt_push_json(lua_State *L, const cJSON *v) {
     if (im_sjson_push(L, v, IM_SJSON_MAX_DEPTH) != 0)
         luaL_error(L, "response nests too deeply");
@@ -674,7 +720,8 @@ int im_luatest_run(const char *file) {
     static const luaL_Reg host[] = {
         {"reset", lt_reset}, {"call", lt_call},         {"rpc", lt_rpc},
         {"tools", lt_tools}, {"advance", lt_advance},   {"set_price", lt_set_price},
-        {"fill", lt_fill},   {"now", lt_now},           {NULL, NULL},
+        {"fill", lt_fill},   {"now", lt_now},           {"send", lt_send_line},
+        {"run", lt_run},     {"reconnect", lt_reconnect}, {NULL, NULL},
     };
     static const luaL_Reg policy[] = {
         {"run_file", lt_policy_run_file},       {"run_dir", lt_policy_run_dir},

@@ -569,4 +569,37 @@ function TestCoroutines:test_failed_calls_do_not_spoil_the_next()
   os.execute("rm -rf '" .. dir .. "'")
 end
 
+TestClientGone = {}
+
+-- The client goes away (its MCP layer is freed) while a place_order that
+-- needs a human is under way, and the session lives on. Nothing may ask
+-- through the freed layer (review finding: a use-after-free, caught by
+-- ASan in the sanitizer tree), and the order is not placed.
+function TestClientGone:test_place_under_way_when_the_client_leaves()
+  env { IBKR_CONFIRM = "elicit" }
+  local init = host.rpc('{"jsonrpc":"2.0","id":1,"method":"initialize","params":{' ..
+    '"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},' ..
+    '"clientInfo":{"name":"t","version":"1"}}}')
+  lu.assertStrContains(init, '"result"')
+  local p = preview("NVDA", "BUY", 5)
+  lu.assertNotNil(p.confirmation_token)
+  host.send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"place_order",' ..
+    '"arguments":{"confirmation_token":"' .. p.confirmation_token .. '"}}}')
+  host.reconnect()
+  host.run()
+  host.advance(1)
+  host.run()
+  -- The new client sees no order, no fill, and a spent token.
+  lu.assertEquals(ok("get_open_orders").count, 0)
+  lu.assertEquals(ok("get_trades").count, 0)
+  lu.assertEquals(ok("get_status").orders_today, 0)
+  lu.assertStrContains(fails("place_order", { confirmation_token = p.confirmation_token }),
+    "already-used")
+  local j = ok("get_journal", {})
+  lu.assertTrue(#j.records > 0)
+  for _, e in ipairs(j.records) do
+    lu.assertNotEquals(e.kind, "order_sent")
+  end
+end
+
 return lu.LuaUnit.run()
