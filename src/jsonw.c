@@ -21,7 +21,11 @@ void im_jw_free(im_jw *w) {
 
 void im_jw_reset(im_jw *w) {
     /* A writer kept for the next reply keeps a modest buffer only. */
-    if (w->oom || w->cap > JW_KEEP) {
+    im_jw_reset_keep(w, JW_KEEP);
+}
+
+void im_jw_reset_keep(im_jw *w, size_t keep) {
+    if (w->oom || w->cap > keep) {
         im_jw_free(w);
         return;
     }

@@ -26,6 +26,10 @@ void im_jw_free(im_jw *w);
 /* Empties w for the next text, keeping its buffer unless it grew past
  * 64 KiB (a writer reused for every reply allocates nothing). */
 void im_jw_reset(im_jw *w);
+/* The same with the owner's own limit: a buffer of up to keep bytes is
+ * kept (fresh memory is faulted in page by page, which costs more than
+ * writing into it on a small VM). */
+void im_jw_reset_keep(im_jw *w, size_t keep);
 /* Hands over the NUL-terminated text (free() it) and resets w; NULL when
  * an allocation failed. */
 char *im_jw_take(im_jw *w, size_t *len);

@@ -59,6 +59,9 @@
 #define SIM_TWO_PI 6.283185307179586
 #define SIM_MONEY_MAX 48
 #define SIM_SAVE_BIG_BYTES (256 * 1024) /* up to this, every change is saved at once */
+/* The text buffer is kept between saves up to this size: each save would
+ * otherwise fault fresh pages in for the whole file. */
+#define SIM_SAVE_KEEP_BYTES (2 * SIM_SAVE_BIG_BYTES)
 #define SIM_SAVE_EVERY_MS 500             /* beyond it, at most this often */    /* "-$" + 31 grouped digits + ".nn" + NUL */
 
 /* Commission schedule (IBKR Pro fixed): per share, with a per-execution
@@ -177,6 +180,7 @@ struct im_sim {
     int dirty;               /* an account change not yet on disk */
     uint64_t last_save_ms;   /* uv_now() of the last save */
     size_t last_save_bytes;  /* the size of the file it wrote */
+    im_jw save_out;          /* the text of the last save (kept: SIM_SAVE_KEEP_BYTES) */
     char state_dir[1024];
     char state_path[1100];
     char persist_err[1400];  /* why the last save failed; "" after a good one */
@@ -1423,16 +1427,17 @@ static void js_sym(sim_out *out, const sim_sym *y) {
     js_close(out, "}");
 }
 
-/* The account's text (free() it) and its length, or NULL without memory
- * or when a figure is not finite. */
-static char *sim_state_text(const im_sim *s, size_t *len) {
+/* The account's text, written into w (emptied first). Returns 0, or -1
+ * without memory or when a figure is not finite. */
+static int sim_state_text(const im_sim *s, im_jw *w) {
     sim_out out;
     double today = sim_day_start((double)s->synced);
     char seed[24], when[32];
 
     memset(&out, 0, sizeof out);
     out.first = 1;
-    im_jw_init(&out.w);
+    out.w = *w;
+    im_jw_reset_keep(&out.w, SIM_SAVE_KEEP_BYTES);
     snprintf(seed, sizeof seed, "%llu", s->seed);
     im_clock_format_utc((double)s->synced, when, sizeof when);
     js_open(&out, NULL, "{");
@@ -1468,11 +1473,8 @@ static char *sim_state_text(const im_sim *s, size_t *len) {
     }
     js_close(&out, "]");
     js_close(&out, "}");
-    if (out.bad) {
-        im_jw_free(&out.w);
-        return NULL;
-    }
-    return im_jw_take(&out.w, len);
+    *w = out.w;
+    return out.bad || w->oom ? -1 : 0;
 }
 
 /* fsync of the directory, so the rename itself is durable. */
@@ -1509,15 +1511,17 @@ static void sim_persist_fail(im_sim *s, const char *fmt, ...) {
  * Returns 0, IM_ENOMEM or IM_EIO; on failure dirty stays set. */
 static int sim_save(im_sim *s) {
     char tmp[sizeof s->state_path + 8];
-    size_t len = 0;
-    char *text = sim_state_text(s, &len);
+    const char *text;
+    size_t len;
     int fd, rc = IM_EIO;
 
-    if (text == NULL) {
+    if (sim_state_text(s, &s->save_out) != 0) {
         sim_persist_fail(s, "cannot save the account to %s: out of memory or a non-finite "
                          "figure", s->state_path);
         return IM_ENOMEM;
     }
+    text = s->save_out.buf;
+    len = s->save_out.len;
     snprintf(tmp, sizeof tmp, "%s/" SIM_STATE_TMP, s->state_dir);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd == -1) {
@@ -1551,7 +1555,6 @@ static int sim_save(im_sim *s) {
     s->dirty = 0;
     rc = 0;
 out:
-    free(text);
     return rc;
 }
 
@@ -2119,6 +2122,7 @@ static void sim_free(im_sim *s) {
         close(s->lock_fd); /* drops the lock */
     free(s->orders);
     free(s->execs);
+    im_jw_free(&s->save_out);
     free(s);
 }
 
