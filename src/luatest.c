@@ -99,10 +99,20 @@ static void lt_teardown(lt *t) {
     lt_remove_state_dir(t);
 }
 
+/* A client: an MCP layer on the app's session and tools. */
+static int lt_open_mcp(lt *t) {
+    im_mcp_opts mo;
+    memset(&mo, 0, sizeof mo);
+    mo.tools = t->app.tools;
+    mo.session = t->app.session;
+    mo.send = lt_send;
+    mo.send_ud = t;
+    return im_mcp_new(&mo, &t->mcp);
+}
+
 static int lt_reset(lua_State *L) {
     lt *t = g_lt;
     char err[512];
-    im_mcp_opts mo;
     int frozen = 1;
 
     lt_teardown(t);
@@ -125,12 +135,7 @@ static int lt_reset(lua_State *L) {
         lua_pushstring(L, err);
         return 2;
     }
-    memset(&mo, 0, sizeof mo);
-    mo.tools = t->app.tools;
-    mo.session = t->app.session;
-    mo.send = lt_send;
-    mo.send_ud = t;
-    if (im_mcp_new(&mo, &t->mcp) != 0)
+    if (lt_open_mcp(t) != 0)
         return luaL_error(L, "out of memory");
     t->have_app = 1;
     lua_pushboolean(L, 1);
@@ -149,15 +154,19 @@ static void lt_wait_reply(lt *t) {
             break;
 }
 
-static int lt_rpc(lua_State *L) {
-    lt *t = g_lt;
+/* Hands the line at stack index 1 to the MCP layer, forgetting the last
+ * reply. */
+static void lt_hand_line(lua_State *L, lt *t) {
     size_t len;
     const char *line = luaL_checklstring(L, 1, &len);
     lt_need_app(L);
     free(t->reply);
     t->reply = NULL;
     im_mcp_handle_line(t->mcp, line, len);
-    lt_wait_reply(t);
+}
+
+/* The last reply line, or nil. */
+static int lt_push_reply(lua_State *L, const lt *t) {
     if (t->reply == NULL)
         lua_pushnil(L);
     else
@@ -165,17 +174,18 @@ static int lt_rpc(lua_State *L) {
     return 1;
 }
 
+static int lt_rpc(lua_State *L) {
+    lt *t = g_lt;
+    lt_hand_line(L, t);
+    lt_wait_reply(t);
+    return lt_push_reply(L, t);
+}
+
 /* host.send(line): hands a line to the MCP layer and returns at once,
  * without running the loop, so a test can act while the call is under
  * way; host.run() then turns the loop. Replies still land in t->reply. */
 static int lt_send_line(lua_State *L) {
-    lt *t = g_lt;
-    size_t len;
-    const char *line = luaL_checklstring(L, 1, &len);
-    lt_need_app(L);
-    free(t->reply);
-    t->reply = NULL;
-    im_mcp_handle_line(t->mcp, line, len);
+    lt_hand_line(L, g_lt);
     return 0;
 }
 
@@ -186,27 +196,17 @@ static int lt_run(lua_State *L) {
     lt_need_app(L);
     for (int i = 0; i < 1000 && uv_run(&t->loop, UV_RUN_NOWAIT) != 0; i++)
         ;
-    if (t->reply == NULL)
-        lua_pushnil(L);
-    else
-        lua_pushstring(L, t->reply);
-    return 1;
+    return lt_push_reply(L, t);
 }
 
 /* host.reconnect(): the client goes away and another takes its place; the
  * session, the broker and the calls they still run on live on. */
 static int lt_reconnect(lua_State *L) {
     lt *t = g_lt;
-    im_mcp_opts mo;
     lt_need_app(L);
     im_mcp_free(t->mcp);
     t->mcp = NULL;
-    memset(&mo, 0, sizeof mo);
-    mo.tools = t->app.tools;
-    mo.session = t->app.session;
-    mo.send = lt_send;
-    mo.send_ud = t;
-    if (im_mcp_new(&mo, &t->mcp) != 0)
+    if (lt_open_mcp(t) != 0)
         return luaL_error(L, "out of memory");
     return 0;
 }
