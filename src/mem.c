@@ -32,28 +32,44 @@
 #endif
 #endif
 
+/* glibc's own ceiling for its moving mmap threshold is 32 MiB; 1 MiB
+ * covers every transient block of a busy day, and a larger one still gets
+ * its own mapping (and gives it back when freed). */
+#define MEM_MMAP_THRESHOLD (1024 * 1024)
+
 int im_mem_prefault(size_t bytes) {
 #if defined(__GLIBC__) && !defined(MEM_SANITIZED)
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t lo, hi;
-    void *p;
-    if (bytes == 0 || bytes > INT_MAX / 2 || page <= 0)
+    void *p, *q;
+    if (bytes < 2 || bytes > MEM_MMAP_THRESHOLD || page <= 0)
         return -1;
-    /* Each growth of the heap asks for bytes more than it needs, and a trim
-     * keeps that much. glibc then stops moving its mmap threshold, which
-     * stays at its 128 KiB default: large blocks still get their own
-     * mappings, untouched pages and all. */
-    if (mallopt(M_TOP_PAD, (int)bytes) == 0)
+    /* Any mallopt stops glibc from moving its thresholds as it goes (it
+     * raises the mmap threshold to the size of each large block freed, up
+     * to 32 MiB, and keeps twice that at the top of the heap), so they are
+     * set here to where it would have taken them: large transient blocks
+     * (a day's fills handed to a policy, the account's text) are then
+     * reused from the heap instead of being mapped, faulted in and unmapped
+     * on every call, and freed memory up to the trim threshold stays. */
+    if (mallopt(M_MMAP_THRESHOLD, MEM_MMAP_THRESHOLD) == 0 ||
+        mallopt(M_TRIM_THRESHOLD, 2 * MEM_MMAP_THRESHOLD) == 0)
         return -1;
-    /* The first small block creates (or grows) the heap with the pad. */
-    p = malloc(1024);
-    if (p == NULL)
+    /* Two halves, each below the threshold: they come from (and grow) the
+     * heap, one after the other, and stay there, below the trim
+     * threshold, once freed. */
+    p = malloc(bytes / 2);
+    q = malloc(bytes / 2);
+    if (p == NULL || q == NULL) {
+        free(p);
+        free(q);
         return -1;
+    }
     lo = (uintptr_t)p & ~((uintptr_t)page - 1);
     hi = (uintptr_t)sbrk(0);
+    free(q);
     free(p);
-    /* Only a heap just above the block, of the size asked: anything else
-     * means this malloc is not the brk heap we know. */
+    /* Only a heap top just above the block: anything else means this
+     * malloc is not the brk heap we know. */
     if (hi <= lo || hi - lo > 2 * bytes + (size_t)page)
         return -1;
     return madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0 ? 0 : -1;

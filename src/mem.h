@@ -12,11 +12,12 @@
 
 /* Grows the malloc heap by bytes at once and asks the kernel to back it
  * now (MADV_POPULATE_WRITE, Linux 5.14), so the allocations of start-up
- * do not each take a page fault. Also keeps that much heap when memory is
- * given back, so a later burst does not fault it in again. Call once,
- * before anything else allocates much. Returns 0, or -1 when it did
- * nothing (another C library, a sanitizer's allocator, an older kernel):
- * only speed depends on it. */
+ * do not each take a page fault. Also fixes glibc's mmap and trim
+ * thresholds high (1 and 2 MiB), so large transient blocks are reused
+ * from the heap rather than mapped and faulted in anew each time. Call
+ * once, before anything else allocates much. Returns 0, or -1 when it did
+ * not prefault (another C library, a sanitizer's allocator, an older
+ * kernel): only speed depends on it. */
 int im_mem_prefault(size_t bytes);
 
 /* ---- small blocks ----
