@@ -90,11 +90,11 @@ static const unsigned char esc_extra[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,   /* \\ */
 };
 
-/* Short strings (keys, symbols, a reply's text) reserve the worst case,
- * six bytes out per byte in, and are escaped in one pass; a long one is
- * measured first, so a large text does not leave a buffer six times its
- * size behind. */
-#define JW_STR_ONE_PASS 4096
+/* Short strings (keys, symbols, a quote's text) reserve the worst case,
+ * six bytes out per byte in, and are escaped in one pass; a longer one is
+ * measured first, so the reservation never pushes a kept buffer past the
+ * size its owner keeps (im_jw_reset_keep). */
+#define JW_STR_ONE_PASS 1024
 
 void im_jw_str(im_jw *w, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";

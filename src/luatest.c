@@ -143,7 +143,7 @@ static int lt_reset(lua_State *L) {
 }
 
 static void lt_need_app(lua_State *L) {
-    if (!g_lt->have_app)
+    if (!g_lt->have_app || g_lt->mcp == NULL)
         luaL_error(L, "call host.reset{...} first");
 }
 

@@ -711,6 +711,7 @@ static void read_done(mcp_req *r, cJSON *result) {
     cJSON *view, *res, *contents, *item, *data, *parsed = NULL;
     char *text;
     im_jw w;
+    int bad;
 
     if (cJSON_IsRaw(sc))   /* tools.h: the text, printed once */
         sc = parsed = cJSON_Parse(sc->valuestring);
@@ -728,13 +729,16 @@ static void read_done(mcp_req *r, cJSON *result) {
     view = im_mcp_resource_view(r->view, sc);
     /* jsonw, like every tool result: numbers that read back exactly. */
     im_jw_init(&w);
-    text = view != NULL && im_jw_cjson(&w, view) == 0 ? im_jw_take(&w, NULL) : NULL;
+    bad = view == NULL ? 0 : im_jw_cjson(&w, view) != 0;
+    text = view != NULL && !bad ? im_jw_take(&w, NULL) : NULL;
     im_jw_free(&w);
     cJSON_Delete(view);
     cJSON_Delete(parsed);
     cJSON_Delete(result);
     if (text == NULL) {
-        send_error(m, &o, JSONRPC_INTERNAL_ERROR, "Out of memory", NULL);
+        send_error(m, &o, JSONRPC_INTERNAL_ERROR,
+                   bad ? "Internal error: the resource's view is not valid JSON" : "Out of memory",
+                   NULL);
         return;
     }
     res = cJSON_CreateObject();

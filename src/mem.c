@@ -94,28 +94,46 @@ static struct {
     size_t n;
 } mem_class[MEM_CLASSES + 1];   /* [c] holds blocks of c * MEM_GRAIN bytes */
 
+/* Under AddressSanitizer the cache stays on and cached blocks are
+ * poisoned (all but their link), as is the rounding slack past the size
+ * asked for: a use after im_mem_put, or an overrun into the slack, is
+ * reported like a use after free (the shipped code path stays checkable). */
 #ifdef MEM_SANITIZED
-#define MEM_CACHE 0
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
 #else
-#define MEM_CACHE 1
+#define MEM_POISON(p, n) ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
+/* The class of a small size: 1 for 0..16 bytes, 2 for 17..32, ... */
 static size_t mem_class_of(size_t n) {
-    return (n + MEM_GRAIN - 1) / MEM_GRAIN;
+    return n == 0 ? 1 : (n + MEM_GRAIN - 1) / MEM_GRAIN;
+}
+
+size_t im_mem_usable(size_t n) {
+    return n <= IM_MEM_SMALL ? mem_class_of(n) * MEM_GRAIN : n;
 }
 
 void *im_mem_get(size_t n) {
-    if (MEM_CACHE && n <= IM_MEM_SMALL) {
+    if (n <= IM_MEM_SMALL) {
         size_t c = mem_class_of(n);
         mem_block *b = mem_class[c].head;
         if (b != NULL) {
+            MEM_UNPOISON(b, sizeof *b);
             mem_class[c].head = b->next;
             mem_class[c].n--;
-            return b;
+        } else {
+            /* Allocated at the class's full size, so any n of the class
+             * fits when the block comes back round. */
+            b = malloc(c * MEM_GRAIN);
+            if (b == NULL)
+                return NULL;
         }
-        /* Allocated at the class's full size, so any n of the class fits
-         * when the block comes back round. */
-        return malloc(c * MEM_GRAIN);
+        MEM_UNPOISON(b, n);
+        MEM_POISON((char *)b + n, c * MEM_GRAIN - n);
+        return b;
     }
     return malloc(n);
 }
@@ -123,15 +141,20 @@ void *im_mem_get(size_t n) {
 void im_mem_put(void *p, size_t n) {
     if (p == NULL)
         return;
-    if (MEM_CACHE && n <= IM_MEM_SMALL) {
+    if (n <= IM_MEM_SMALL) {
         size_t c = mem_class_of(n);
         if (mem_class[c].n < IM_MEM_KEEP) {
             mem_block *b = p;
+            MEM_UNPOISON(b, sizeof *b);
             b->next = mem_class[c].head;
             mem_class[c].head = b;
             mem_class[c].n++;
+            /* All but the link: LeakSanitizer follows no pointer kept in
+             * poisoned memory, and would call the cache a leak. */
+            MEM_POISON(b + 1, c * MEM_GRAIN - sizeof *b);
             return;
         }
+        MEM_UNPOISON(p, c * MEM_GRAIN);   /* whole again for free() */
     }
     free(p);
 }
@@ -140,10 +163,14 @@ void *im_mem_resize(void *p, size_t o, size_t n) {
     void *q;
     if (p == NULL)
         return im_mem_get(n);
-    if (!MEM_CACHE || (o > IM_MEM_SMALL && n > IM_MEM_SMALL))
+    if (o > IM_MEM_SMALL && n > IM_MEM_SMALL)
         return realloc(p, n);   /* large to large: malloc's own business */
-    if (o <= IM_MEM_SMALL && n <= IM_MEM_SMALL && mem_class_of(o) == mem_class_of(n))
-        return p;               /* the block already has room */
+    if (o <= IM_MEM_SMALL && n <= IM_MEM_SMALL && mem_class_of(o) == mem_class_of(n)) {
+        size_t full = mem_class_of(n) * MEM_GRAIN;
+        MEM_UNPOISON(p, n);     /* the block already has room */
+        MEM_POISON((char *)p + n, full - n);
+        return p;
+    }
     q = im_mem_get(n);
     if (q == NULL)
         return NULL;

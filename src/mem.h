@@ -26,8 +26,9 @@ int im_mem_prefault(size_t bytes);
  * size at hand; the rest go the long way through its bins, which was
  * about 15% of a get_quote. These keep up to IM_MEM_KEEP blocks of each
  * 16-byte class up to IM_MEM_SMALL bytes, LIFO, for the event loop's
- * thread only. Larger blocks, and everything in sanitizer builds (so that
- * ASan still sees each block's life), go straight to malloc and free. */
+ * thread only (at most 2048 x 16 x (16 + 32 + ... + 256) bytes, 4.25 MiB,
+ * and only ever what a burst freed). Larger blocks go straight to malloc
+ * and free. Under AddressSanitizer cached blocks are poisoned. */
 #define IM_MEM_SMALL 256
 #define IM_MEM_KEEP 2048
 
@@ -44,6 +45,10 @@ void *im_mem_resize(void *p, size_t o, size_t n);
  * hooks): a 16-byte header keeps the size. */
 void *im_mem_alloc(size_t n);
 void im_mem_free(void *p);
+
+/* The bytes a block asked for with size n really takes: its class's size
+ * for a small one (memory limits count this, not n). */
+size_t im_mem_usable(size_t n);
 
 /* Blocks cached now, over all classes (for tests). */
 size_t im_mem_cached(void);

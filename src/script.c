@@ -108,18 +108,23 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     im_script *s = ud;
     void *p;
 
+    size_t used_o, used_n;
+
     if (ptr == NULL)
         osize = 0; /* osize is a type tag, not a size, for new objects */
+    /* The limit counts what the blocks really take (a class's size). */
+    used_o = ptr == NULL ? 0 : im_mem_usable(osize);
     if (nsize == 0) {
         im_mem_put(ptr, osize);
-        s->mem_used -= osize;
+        s->mem_used -= used_o;
         return NULL;
     }
-    if (nsize > osize && nsize - osize > s->mem_limit - s->mem_used)
+    used_n = im_mem_usable(nsize);
+    if (used_n > used_o && used_n - used_o > s->mem_limit - s->mem_used)
         return NULL;
     p = im_mem_resize(ptr, osize, nsize);
     if (p != NULL)
-        s->mem_used = s->mem_used - osize + nsize;
+        s->mem_used = s->mem_used - used_o + used_n;
     return p;
 }
 
