@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "text.h"
 
 /* The most im_jw_reset keeps between uses. */
 #define JW_KEEP (64 * 1024)
@@ -69,7 +70,7 @@ static int reserve(im_jw *w, size_t n) {
     return 1;
 }
 
-void im_jw_raw(im_jw *w, const char *s, size_t n) {
+void im_jw_raw_grow(im_jw *w, const char *s, size_t n) {
     if (!reserve(w, n))
         return;
     memcpy(w->buf + w->len, s, n);
@@ -112,7 +113,22 @@ void im_jw_str(im_jw *w, const char *s, size_t n) {
     o = w->buf + w->len;
     *o++ = '"';
     while (p < end) {
-        unsigned char c = *p++;
+        unsigned char c;
+#if IM_TEXT_SWAR
+        /* Eight bytes at a time up to the next one that needs escaping. */
+        if (end - p >= 8) {
+            uint64_t x = im_text_load8(p);
+            uint64_t m = im_text_lt8(x, 0x20) | im_text_eq8(x, '"') | im_text_eq8(x, '\\');
+            size_t k = m == 0 ? 8 : im_text_first8(m);
+            /* All eight are stored, k kept: there is room, since each of
+             * the eight or more bytes left writes at least one. */
+            memcpy(o, &x, 8);
+            o += k, p += k;
+            if (m == 0)
+                continue;
+        }
+#endif
+        c = *p++;
         if (esc_extra[c] == 0) {
             *o++ = (char)c;
             continue;

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <string.h>
 
 /* The buffer is owned by the writer until im_jw_take. After an allocation
  * failure every append is a no-op and oom stays set: check it once, at the
@@ -34,7 +35,18 @@ void im_jw_reset_keep(im_jw *w, size_t keep);
  * an allocation failed. */
 char *im_jw_take(im_jw *w, size_t *len);
 
-void im_jw_raw(im_jw *w, const char *s, size_t n);
+/* Appends n bytes verbatim. Inline: a reply is a few dozen short appends,
+ * and the call was a tenth of the writer's cost. */
+void im_jw_raw_grow(im_jw *w, const char *s, size_t n);
+static inline void im_jw_raw(im_jw *w, const char *s, size_t n) {
+    if (n < w->cap - w->len && !w->oom) {   /* cap is 0 or above len */
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+        w->buf[w->len] = '\0';
+        return;
+    }
+    im_jw_raw_grow(w, s, n);
+}
 void im_jw_lit(im_jw *w, const char *s);              /* im_jw_raw of a C string */
 /* A JSON string: quoted and escaped as cJSON escapes (" \ and control
  * characters; UTF-8 passes through). s holds n bytes. */

@@ -119,6 +119,20 @@ int im_rpc_line_check(const char *line, size_t len, const char **why) {
     int in_string = 0;
     for (size_t i = 0; i < len;) {
         size_t n;
+#if IM_TEXT_SWAR
+        /* Eight bytes at a time up to the next NUL, '"', '\\' or non-ASCII
+         * byte. */
+        if (len - i >= 8) {
+            uint64_t x = im_text_load8(p + i);
+            uint64_t m = im_text_lt8(x, 1) | im_text_high8(x) | im_text_eq8(x, '"') |
+                         im_text_eq8(x, '\\');
+            if (m == 0) {
+                i += 8;
+                continue;
+            }
+            i += im_text_first8(m);
+        }
+#endif
         /* Plain ASCII outside the two bytes that matter: most of a line. */
         if (p[i] > 0 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
             i++;

@@ -26,6 +26,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "text.h"
 
 /* Both converters recurse once per nesting level on the C stack. cJSON's
  * own parser stops at CJSON_NESTING_LIMIT (1000), so a larger maxdepth is
@@ -252,6 +253,22 @@ static int utf8_valid(const unsigned char *s, size_t len) {
 
 /* cJSON strings are NUL-terminated, so an embedded NUL would truncate. */
 static int check_text(struct conv *c, const char *s, size_t len, const char *what) {
+#if IM_TEXT_SWAR
+    /* Keys and most values are short ASCII: passed eight bytes at a time,
+     * the rest byte by byte; anything else takes the full checks below. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (len - i >= 8) {
+        uint64_t x = im_text_load8(p + i);
+        if ((im_text_lt8(x, 1) | im_text_high8(x)) != 0)
+            break;
+        i += 8;
+    }
+    while (i < len && p[i] != 0 && p[i] < 0x80)
+        i++;
+    if (i == len)
+        return 0;
+#endif
     if (memchr(s, '\0', len) != NULL)
         return fail(c, IM_EINVAL, "is a %s containing a NUL byte", what);
     if (!utf8_valid((const unsigned char *)s, len))

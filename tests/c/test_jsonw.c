@@ -161,3 +161,31 @@ TEST(trees_reparse_equal_and_raw_nodes_are_verbatim) {
     ASSERT(text != NULL && len == 0 && text[0] == '\0');
     free(text);
 }
+
+/* Every byte value at every place of the first sixteen in strings of 1 to
+ * 40 bytes: the eight-byte steps stop where they must, whatever the offset
+ * of the byte that needs escaping. */
+TEST(escapes_at_every_offset_match_cjson) {
+    char src[41];
+    for (size_t n = 1; n <= 40; n++)
+        for (size_t at = 0; at < n && at < 16; at++)
+            for (int b = 1; b < 256; b++) {
+                cJSON *s;
+                char *ref, *got;
+                im_jw w;
+                for (size_t i = 0; i < n; i++)
+                    src[i] = (char)('a' + i % 26);
+                src[at] = (char)b;
+                src[n] = '\0';
+                s = cJSON_CreateString(src);
+                ref = cJSON_PrintUnformatted(s);
+                im_jw_init(&w);
+                im_jw_str(&w, src, n);
+                got = im_jw_take(&w, NULL);
+                ASSERT(got != NULL && ref != NULL);
+                ASSERT_STR_EQ(got, ref);
+                free(got);
+                cJSON_free(ref);
+                cJSON_Delete(s);
+            }
+}

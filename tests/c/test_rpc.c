@@ -158,3 +158,45 @@ TEST(line_check_refuses_what_cjson_would_misread) {
     static const char truncated[] = "\"\xe2\x82";
     ASSERT_EQ(im_rpc_line_check(truncated, sizeof truncated - 1, &why), IM_EPARSE);
 }
+
+/* The checks skip plain ASCII eight bytes at a time: each refusal (and each
+ * acceptable non-ASCII character or escape) is tried at every offset of a
+ * 40-byte string value, so the skip never steps over it. */
+TEST(line_check_finds_what_it_must_at_every_offset) {
+    static const struct {
+        const char *ins;
+        size_t len;
+        int want;
+    } cases[] = {
+        {"\0", 1, IM_EPARSE},          {"\xff", 1, IM_EPARSE},
+        {"\xc3", 1, IM_EPARSE},        {"\xed\xa0\x80", 3, IM_EPARSE},
+        {"\\u0000", 6, IM_EPARSE},     {"\\q", 2, IM_EPARSE},
+        {"\\uzz00", 6, IM_EPARSE},     {"\xc3\xa9", 2, 0},
+        {"\xf0\x9f\x98\x80", 4, 0},    {"\\u00e9", 6, 0},
+        {"\\\"", 2, 0},                {"\\\\", 2, 0},
+    };
+    char line[128];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (size_t at = 0; at <= 40; at++) {
+            const char *why = NULL;
+            size_t n = 0;
+            memcpy(line, "{\"t\":\"", 6);
+            n = 6;
+            for (size_t i = 0; i < 40; i++) {
+                if (i == at) {
+                    memcpy(line + n, cases[c].ins, cases[c].len);
+                    n += cases[c].len;
+                }
+                line[n++] = (char)('A' + i % 26);
+            }
+            if (at == 40) {
+                memcpy(line + n, cases[c].ins, cases[c].len);
+                n += cases[c].len;
+            }
+            memcpy(line + n, "\"}", 2);
+            n += 2;
+            if (im_rpc_line_check(line, n, &why) != cases[c].want)
+                im_test_fail(__FILE__, __LINE__, "case %zu at %zu: want %d (%s)", c, at,
+                             cases[c].want, why ? why : "accepted");
+        }
+}

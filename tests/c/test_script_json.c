@@ -365,6 +365,37 @@ TEST(sjson_strings) {
     im_script_free(s);
 }
 
+/* Keys and strings are checked eight bytes at a time up to the first
+ * byte that is not plain ASCII: a NUL, a bad byte or a valid character at
+ * each offset of a 24-byte text is still told apart. */
+TEST(sjson_text_checks_at_every_offset) {
+    im_script *s = new_state();
+    char src[160], want[160];
+    for (int at = 0; at < 24; at++) {
+        char head[32], tail[32];
+        for (int i = 0; i < at; i++)
+            head[i] = (char)('a' + i);
+        head[at] = '\0';
+        for (int i = at; i < 24; i++)
+            tail[i - at] = (char)('a' + i);
+        tail[24 - at] = '\0';
+        snprintf(src, sizeof src, "return {s = '%s\\0%s'}", head, tail);
+        expect_error(s, src, IM_EINVAL, "$.s is a string containing a NUL byte");
+        snprintf(src, sizeof src, "return {['%s\\0%s'] = 1}", head, tail);
+        expect_error(s, src, IM_EINVAL, "is a key containing a NUL byte");
+        snprintf(src, sizeof src, "return {s = '%s\\xff%s'}", head, tail);
+        expect_error(s, src, IM_EINVAL, "$.s is a string that is not valid UTF-8");
+        snprintf(src, sizeof src, "return {['%s\\xc3%s'] = 1}", head, tail);
+        expect_error(s, src, IM_EINVAL, "is a key that is not valid UTF-8");
+        snprintf(src, sizeof src, "return {['%s\\u{e9}%s'] = '%s\\u{1F600}%s'}", head, tail,
+                 head, tail);
+        snprintf(want, sizeof want, "{\"%s\xc3\xa9%s\":\"%s\xf0\x9f\x98\x80%s\"}", head, tail,
+                 head, tail);
+        expect_json(s, src, NULL, want);
+    }
+    im_script_free(s);
+}
+
 TEST(sjson_null_and_booleans) {
     im_script *s = new_state();
     lua_State *L = im_script_state(s);
