@@ -43,6 +43,9 @@ void im_schema_fill_nulls(const im_schema *s, cJSON *v);
 const im_schema *im_schema_property(const im_schema *s, const char *key, size_t klen);
 const im_schema *im_schema_item(const im_schema *s, long long i);
 int im_schema_wants_array(const im_schema *s);
+/* Whether s's own pattern is matched by the table walk rather than regexec
+ * (for tests: both must agree). */
+int im_schema_pattern_is_fast(const im_schema *s);
 
 /* One-off forms: compile, run, free. */
 int im_schema_validate(const cJSON *schema, const cJSON *v, char *err, size_t errlen);

@@ -1,5 +1,8 @@
 /* test_schema.c: the JSON Schema subset used for tool arguments/results. */
 #include <cjson/cJSON.h>
+#include <regex.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "error.h"
 #include "schema.h"
@@ -159,4 +162,82 @@ TEST(compiled_schema_many_and_duplicate_properties) {
     im_schema_free(c);
     cJSON_Delete(v);
     cJSON_Delete(s);
+}
+
+/* Simple anchored patterns are matched by a table walk instead of regexec:
+ * on every string of up to three characters from a mixed alphabet, and on
+ * random longer ones, the walk and regexec must agree. Patterns outside
+ * the simple shape must stay with regexec and still work. */
+TEST(simple_patterns_match_as_regexec_does) {
+    static const struct {
+        const char *re;
+        int fast;
+    } pats[] = {
+        {"^[A-Za-z][A-Za-z0-9.]{0,11}$", 1},
+        {"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", 1},
+        {"^[a-c]?[b-d]{1,3}x{0,2}$", 1},
+        {"^[-a]{2}[a-]?[0-9_:/,@ ]{0,5}$", 1},
+        {"^ab?c{2}$", 1},
+        {"^$", 1},
+        {"^[a-z]{0,0}b$", 1},
+        {"^(a|b)+$", 0},
+        {"^[^a]{1,2}$", 0},
+        {"^[a-z]*$", 0},
+        {"^a{2,}$", 0},
+        {"[a-z]{2}$", 0},
+        {"^[a-z]{2}", 0},
+        {"^[[:alpha:]]{2}$", 0},
+        {"^.{2}$", 0},
+        {"^a{2}?$", 0},
+        {"^a|b$", 0},
+        {"^[a-z]{40}[0-9]{30}$", 0},
+    };
+    static const char alpha[] = "abcdxzAZ09.-_:/, @\x80\xc3";
+    const size_t na = sizeof alpha - 1;
+    uint64_t r = 0x2545f4914f6cdd1dull;
+    char str[24], err[256];
+
+    for (size_t k = 0; k < sizeof pats / sizeof pats[0]; k++) {
+        char doc[160];
+        cJSON *s, *v;
+        im_schema *c = NULL;
+        regex_t re;
+        snprintf(doc, sizeof doc, "{\"type\":\"string\",\"pattern\":\"%s\"}", pats[k].re);
+        s = cJSON_Parse(doc);
+        ASSERT(s != NULL);
+        ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), 0);
+        if (im_schema_pattern_is_fast(c) != pats[k].fast)
+            im_test_fail(__FILE__, __LINE__, "%s: fast %d", pats[k].re, !pats[k].fast);
+        ASSERT_EQ(regcomp(&re, pats[k].re, REG_EXTENDED | REG_NOSUB), 0);
+        for (int t = 0; t < 30000; t++) {
+            size_t len;
+            if (t < 1 + 22 + 22 * 22 + 22 * 22 * 22) {   /* every string up to 3 long */
+                int x = t;
+                len = x == 0 ? 0 : x <= 22 ? 1 : x <= 22 + 484 ? 2 : 3;
+                x -= len == 0 ? 0 : len == 1 ? 1 : len == 2 ? 23 : 23 + 484;
+                for (size_t i = 0; i < len; i++, x /= 22)
+                    str[i] = alpha[(size_t)x % na];
+            } else {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                len = (size_t)(r % 20);
+                for (size_t i = 0; i < len; i++)
+                    str[i] = alpha[(r >> (i * 3 % 60)) % na];
+                if (r & 1)   /* often a date or a symbol, to reach the matches */
+                    len = (size_t)snprintf(str, sizeof str, "%s",
+                                           (r >> 8 & 1) ? "2026-11-25" : "BRK.B");
+            }
+            str[len] = '\0';
+            v = cJSON_CreateString(str);
+            ASSERT(v != NULL);
+            int want = regexec(&re, str, 0, NULL, 0) == 0;
+            int got = im_schema_run(c, v, err, sizeof err) == 0;
+            if (got != want)
+                im_test_fail(__FILE__, __LINE__, "%s on \"%s\": %d, regexec %d", pats[k].re,
+                             str, got, want);
+            cJSON_Delete(v);
+        }
+        regfree(&re);
+        im_schema_free(c);
+        cJSON_Delete(s);
+    }
 }
