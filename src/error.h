@@ -8,6 +8,7 @@
     XX(EINVAL, -22, "invalid argument")                                     \
     XX(ENOMEM, -12, "out of memory")                                        \
     XX(EIO, -5, "input/output error")                                       \
+    XX(EAGAIN, -11, "try again another way")                               \
     XX(ENOENT, -2, "not found")                                             \
     XX(EEXIST, -17, "already exists")                                       \
     XX(ERANGE, -34, "value out of range")                                   \

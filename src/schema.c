@@ -18,13 +18,13 @@
 
 /* Value kinds, as bits: a schema's type list becomes one mask. */
 enum {
-    K_OBJECT = 1 << 0,
-    K_ARRAY = 1 << 1,
-    K_STRING = 1 << 2,
-    K_BOOLEAN = 1 << 3,
-    K_NULL = 1 << 4,
-    K_NUMBER = 1 << 5,    /* a finite number */
-    K_INTEGER = 1 << 6,   /* a finite whole number */
+    K_OBJECT = IM_SCHEMA_OBJECT,
+    K_ARRAY = IM_SCHEMA_ARRAY,
+    K_STRING = IM_SCHEMA_STRING,
+    K_BOOLEAN = IM_SCHEMA_BOOLEAN,
+    K_NULL = IM_SCHEMA_NULL,
+    K_NUMBER = IM_SCHEMA_NUMBER,    /* a finite number */
+    K_INTEGER = IM_SCHEMA_INTEGER,  /* a finite whole number */
 };
 
 static const struct {
@@ -522,6 +522,65 @@ const im_schema *im_schema_item(const im_schema *s, long long i) {
 int im_schema_wants_array(const im_schema *s) { return s != NULL && s->wants_array; }
 
 int im_schema_pattern_is_fast(const im_schema *s) { return s != NULL && s->fast != NULL; }
+
+/* ---- for checking writers (schema.h) ------------------------------------- */
+
+static int node_simple(const im_schema *s) {
+    if (s == NULL || s->any)
+        return 1;
+    for (int i = 0; i < B_COUNT; i++)
+        if (s->has_bound[i])
+            return 0;
+    return s->konst == NULL && s->enm == NULL && !s->has_min_len && !s->has_max_len &&
+           s->pattern == NULL && !s->has_min_items && !s->has_max_items;
+}
+
+static int simple_deep(const im_schema *s, int depth) {
+    if (s == NULL || s->any)
+        return 1;
+    if (depth > COMPILE_DEPTH || !node_simple(s))
+        return 0;
+    for (size_t i = 0; i < s->nprops; i++)
+        if (!simple_deep(s->props[i].s, depth + 1))
+            return 0;
+    return simple_deep(s->items, depth + 1);
+}
+
+int im_schema_simple(const im_schema *s) { return simple_deep(s, 0); }
+int im_schema_node_simple(const im_schema *s) { return node_simple(s); }
+
+int im_schema_is_any(const im_schema *s) { return s == NULL || s->any; }
+
+int im_schema_type_ok(const im_schema *s, unsigned kinds) {
+    return s == NULL || s->any || !s->has_type || (s->kinds & kinds) != 0;
+}
+
+int im_schema_prop_index(const im_schema *s, const char *key, size_t klen, int *next) {
+    if (s == NULL || s->any || s->nprops == 0)
+        return -1;
+    return find_prop_next(s, key, klen, next);
+}
+
+const im_schema *im_schema_prop_at(const im_schema *s, int i) {
+    return s != NULL && i >= 0 && (size_t)i < s->nprops ? s->props[i].s : NULL;
+}
+
+int im_schema_required_met(const im_schema *s, unsigned long long seen) {
+    if (s == NULL || s->any)
+        return 1;
+    for (size_t k = 0; k < s->nreq; k++) {
+        int i = s->req[k].prop;
+        if (i < 0 || i >= 64 || !(seen >> i & 1))
+            return 0;
+    }
+    return 1;
+}
+
+int im_schema_closed(const im_schema *s) { return s != NULL && !s->any && s->addl_false; }
+
+const im_schema *im_schema_items(const im_schema *s) {
+    return s != NULL && !s->any ? s->items : NULL;
+}
 
 /* ---- checking ------------------------------------------------------------- */
 

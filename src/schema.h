@@ -47,6 +47,42 @@ int im_schema_wants_array(const im_schema *s);
  * (for tests: both must agree). */
 int im_schema_pattern_is_fast(const im_schema *s);
 
+/* For a writer that checks a value as it builds it (im_sjson_write), without
+ * a tree: the "simple" schemas are those whose every node checks no more
+ * than the type, the properties, required and additionalProperties: false
+ * of objects and the items of arrays - no enum, const, bounds, lengths,
+ * pattern or item counts. Such a writer must give up (and leave the value
+ * to im_schema_run) on anything else, and on a missing required member,
+ * which im_schema_fill_nulls may have to fill. s may be NULL (no check). */
+int im_schema_simple(const im_schema *s);       /* the whole tree, at load */
+int im_schema_node_simple(const im_schema *s);  /* s itself, as the writer goes */
+/* The kinds of JSON value, as one bit each, for im_schema_type_ok. */
+enum {
+    IM_SCHEMA_OBJECT = 1 << 0,
+    IM_SCHEMA_ARRAY = 1 << 1,
+    IM_SCHEMA_STRING = 1 << 2,
+    IM_SCHEMA_BOOLEAN = 1 << 3,
+    IM_SCHEMA_NULL = 1 << 4,
+    IM_SCHEMA_NUMBER = 1 << 5,    /* a finite number */
+    IM_SCHEMA_INTEGER = 1 << 6,   /* a finite whole number, with NUMBER */
+};
+/* Whether s checks nothing (NULL, true, not an object). */
+int im_schema_is_any(const im_schema *s);
+/* Whether a value of these kinds passes s's type keyword. */
+int im_schema_type_ok(const im_schema *s, unsigned kinds);
+/* The index of property key, or -1; *next makes keys that come in sorted
+ * order cheap (start it at 0). */
+int im_schema_prop_index(const im_schema *s, const char *key, size_t klen, int *next);
+const im_schema *im_schema_prop_at(const im_schema *s, int i);
+/* Whether an object with properties seen (bit i for property i) has every
+ * required member; 0 when that cannot be told from the bits (a required
+ * name that is not among the first 64 properties). */
+int im_schema_required_met(const im_schema *s, unsigned long long seen);
+/* additionalProperties: false */
+int im_schema_closed(const im_schema *s);
+/* The schema every element is checked against (items), or NULL. */
+const im_schema *im_schema_items(const im_schema *s);
+
 /* One-off forms: compile, run, free. */
 int im_schema_validate(const cJSON *schema, const cJSON *v, char *err, size_t errlen);
 /* Returns 0 when schema uses only what the validator understands correctly

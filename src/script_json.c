@@ -26,6 +26,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "jsonw.h"
 #include "text.h"
 
 /* Both converters recurse once per nesting level on the C stack. cJSON's
@@ -251,8 +252,10 @@ static int utf8_valid(const unsigned char *s, size_t len) {
     return 1;
 }
 
-/* cJSON strings are NUL-terminated, so an embedded NUL would truncate. */
-static int check_text(struct conv *c, const char *s, size_t len, const char *what) {
+/* What is wrong with a key or string as JSON text: 0 nothing, 1 a NUL
+ * (cJSON strings are NUL-terminated, so it would truncate), 2 bytes that
+ * are not UTF-8. */
+static int text_problem(const char *s, size_t len) {
 #if IM_TEXT_SWAR
     /* Keys and most values are short ASCII: passed eight bytes at a time,
      * the rest byte by byte; anything else takes the full checks below. */
@@ -270,10 +273,16 @@ static int check_text(struct conv *c, const char *s, size_t len, const char *wha
         return 0;
 #endif
     if (memchr(s, '\0', len) != NULL)
-        return fail(c, IM_EINVAL, "is a %s containing a NUL byte", what);
-    if (!utf8_valid((const unsigned char *)s, len))
-        return fail(c, IM_EINVAL, "is a %s that is not valid UTF-8", what);
-    return 0;
+        return 1;
+    return utf8_valid((const unsigned char *)s, len) ? 0 : 2;
+}
+
+static int check_text(struct conv *c, const char *s, size_t len, const char *what) {
+    switch (text_problem(s, len)) {
+    case 0: return 0;
+    case 1: return fail(c, IM_EINVAL, "is a %s containing a NUL byte", what);
+    default: return fail(c, IM_EINVAL, "is a %s that is not valid UTF-8", what);
+    }
 }
 
 static int conv_value(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out);
@@ -573,4 +582,230 @@ int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdep
 int im_sjson_from_lua_borrow(lua_State *L, int idx, const im_schema *schema, int maxdepth,
                              cJSON **out, char *err, size_t errlen) {
     return from_lua(L, idx, schema, maxdepth, 1, out, err, errlen);
+}
+
+/* ---------------------------------------------------------------------
+ * Lua -> JSON text, checked as it goes (im_sjson_write)
+ *
+ * The same walk as conv_value, writing instead of building: values on the
+ * stack, members sorted by key, each written with the writer cJSON's tree
+ * would have gone through (im_jw_str, im_jw_num). The schema is checked as
+ * run() checks it, for the simple keywords only (im_schema_simple). Every
+ * doubt gives up with IM_EAGAIN; the full path then finds the same value
+ * good (and writes the same text) or says what is wrong with it.
+ * ------------------------------------------------------------------- */
+
+struct wconv {
+    lua_State *L;
+    im_jw *w;
+    int maxdepth;
+};
+
+struct wmember {
+    const char *key;   /* the Lua key, kept alive by the table */
+    size_t klen;
+    int idx;           /* the value's stack slot */
+};
+
+static int wmember_cmp(const void *a, const void *b) {
+    return strcmp(((const struct wmember *)a)->key, ((const struct wmember *)b)->key);
+}
+
+static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int depth);
+
+static int w_text_ok(const char *s, size_t len) { return text_problem(s, len) == 0; }
+
+static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, int depth) {
+    lua_State *L = c->L;
+    int top = lua_gettop(L), next = 0, rc = 0;
+    struct wmember small[16], *m = small;
+    size_t n = 0, cap = IM_ARRAY_SIZE(small);
+    unsigned long long seen = 0;
+
+    /* Each value stays on the stack below the key lua_next needs. */
+    lua_pushnil(L);                                   /* [key] */
+    while (lua_next(L, idx)) {                        /* [..., key, value] */
+        size_t klen;
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_checkstack(L, 3)) {
+            rc = IM_EAGAIN;
+            break;
+        }
+        k = lua_tolstring(L, -2, &klen);
+        if (!w_text_ok(k, klen)) {
+            rc = IM_EAGAIN;
+            break;
+        }
+        if (n == cap) {
+            struct wmember *nm = malloc(2 * cap * sizeof *nm);
+            if (nm == NULL) {
+                rc = IM_EAGAIN;
+                break;
+            }
+            memcpy(nm, m, n * sizeof *m);
+            if (m != small)
+                free(m);
+            m = nm;
+            cap *= 2;
+        }
+        lua_insert(L, -2);                            /* [..., value, key] */
+        m[n].key = k;
+        m[n].klen = klen;
+        m[n++].idx = lua_gettop(L) - 1;
+    }
+    if (rc == 0) {
+        if (n > 16)
+            qsort(m, n, sizeof *m, wmember_cmp);
+        else
+            for (size_t i = 1; i < n; i++) {
+                struct wmember x = m[i];
+                size_t j = i;
+                for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+                    m[j] = m[j - 1];
+                m[j] = x;
+            }
+        im_jw_raw(c->w, "{", 1);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            int p = im_schema_prop_index(s, m[i].key, m[i].klen, &next);
+            const im_schema *sub;
+            if (i > 0)
+                im_jw_raw(c->w, ",", 1);
+            im_jw_str(c->w, m[i].key, m[i].klen);
+            im_jw_raw(c->w, ":", 1);
+            if (p >= 0) {
+                sub = im_schema_prop_at(s, p);
+                if (p < 64)
+                    seen |= 1ULL << p;
+            } else {
+                /* Not a property: converted by the hint, not checked. */
+                if (checked && im_schema_closed(s))
+                    rc = IM_EAGAIN;
+                sub = im_schema_property(s, m[i].key, m[i].klen);
+            }
+            if (rc == 0)
+                rc = w_value(c, m[i].idx, sub, checked && p >= 0, depth + 1);
+        }
+        im_jw_raw(c->w, "}", 1);
+        if (rc == 0 && checked && !im_schema_required_met(s, seen))
+            rc = IM_EAGAIN;
+    }
+    if (m != small)
+        free(m);
+    lua_settop(L, top);
+    return rc;
+}
+
+static int w_array(struct wconv *c, int idx, const im_schema *s, int checked, int depth,
+                   lua_Integer count) {
+    lua_State *L = c->L;
+    const im_schema *items = checked ? im_schema_items(s) : NULL;
+    int rc = 0;
+
+    im_jw_raw(c->w, "[", 1);
+    for (lua_Integer i = 1; i <= count && rc == 0; i++) {
+        if (i > 1)
+            im_jw_raw(c->w, ",", 1);
+        lua_rawgeti(L, idx, i);                       /* [value] */
+        rc = w_value(c, lua_gettop(L), items != NULL ? items : im_schema_item(s, (long long)i),
+                     items != NULL, depth + 1);
+        lua_pop(L, 1);
+    }
+    im_jw_raw(c->w, "]", 1);
+    return rc;
+}
+
+static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int depth) {
+    lua_State *L = c->L;
+    unsigned kinds;
+    int rc = 0;
+
+    if (checked && im_schema_is_any(s))
+        checked = 0;
+    if (checked && !im_schema_node_simple(s))
+        return IM_EAGAIN;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        kinds = IM_SCHEMA_NULL;
+        im_jw_raw(c->w, "null", 4);
+        break;
+    case LUA_TBOOLEAN:
+        kinds = IM_SCHEMA_BOOLEAN;
+        if (lua_toboolean(L, idx))
+            im_jw_raw(c->w, "true", 4);
+        else
+            im_jw_raw(c->w, "false", 5);
+        break;
+    case LUA_TNUMBER: {
+        double d;
+        if (lua_isinteger(L, idx)) {
+            lua_Integer i = lua_tointeger(L, idx);
+            if (i > SJSON_INT_EXACT || i < -SJSON_INT_EXACT)
+                return IM_EAGAIN;
+            d = (double)i;
+        } else {
+            d = (double)lua_tonumber(L, idx);
+            if (!isfinite(d))
+                return IM_EAGAIN;
+        }
+        kinds = IM_SCHEMA_NUMBER | (d == floor(d) ? IM_SCHEMA_INTEGER : 0);
+        im_jw_num(c->w, d);
+        break;
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *str = lua_tolstring(L, idx, &len);
+        if (!w_text_ok(str, len))
+            return IM_EAGAIN;
+        kinds = IM_SCHEMA_STRING;
+        im_jw_str(c->w, str, len);
+        break;
+    }
+    case LUA_TTABLE: {
+        lua_Integer count, nint, nstr, maxint;
+        int first, top = lua_gettop(L);
+        if (depth > c->maxdepth || !lua_checkstack(L, 4))
+            return IM_EAGAIN;
+        lua_pushnil(L);
+        first = lua_next(L, idx) ? lua_type(L, -2) : LUA_TNONE;
+        lua_settop(L, top);
+        if (first == LUA_TNONE) {
+            int arr = im_schema_wants_array(s);
+            kinds = arr ? IM_SCHEMA_ARRAY : IM_SCHEMA_OBJECT;
+            im_jw_raw(c->w, arr ? "[]" : "{}", 2);
+            if (!arr && checked && !im_schema_required_met(s, 0))
+                return IM_EAGAIN;
+        } else if (first == LUA_TSTRING) {
+            kinds = IM_SCHEMA_OBJECT;
+            rc = w_object(c, idx, s, checked, depth);
+        } else {
+            classify(L, idx, &count, &nstr, &nint, &maxint);
+            if (!(nint == count && maxint == count))
+                return IM_EAGAIN;
+            kinds = IM_SCHEMA_ARRAY;
+            rc = w_array(c, idx, s, checked, depth, count);
+        }
+        break;
+    }
+    default:
+        return IM_EAGAIN;
+    }
+    if (rc == 0 && checked && !im_schema_type_ok(s, kinds))
+        rc = IM_EAGAIN;
+    return rc;
+}
+
+int im_sjson_write(im_jw *w, lua_State *L, int idx, const im_schema *schema, int maxdepth) {
+    struct wconv c;
+    int top = lua_gettop(L), rc;
+
+    if (schema == NULL)
+        return IM_EAGAIN;
+    c.L = L;
+    c.w = w;
+    c.maxdepth = effective_depth(maxdepth);
+    rc = w_value(&c, lua_absindex(L, idx), schema, 1, 1);
+    lua_settop(L, top);
+    if (rc == 0 && w->oom)
+        rc = IM_ENOMEM;
+    return rc;
 }

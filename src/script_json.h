@@ -13,6 +13,8 @@
 
 #include "schema.h"
 
+struct im_jw;
+
 #define IM_SJSON_MAX_DEPTH 64
 
 /* Pushes v as a Lua value (JSON null becomes nil). Returns 0 or IM_ERANGE
@@ -34,5 +36,16 @@ int im_sjson_from_lua(lua_State *L, int idx, const im_schema *schema, int maxdep
  * unmodified. Members added to it later are copied as usual. */
 int im_sjson_from_lua_borrow(lua_State *L, int idx, const im_schema *schema, int maxdepth,
                              cJSON **out, char *err, size_t errlen);
+
+/* The fast form of im_sjson_from_lua_borrow + im_schema_fill_nulls +
+ * im_schema_run + im_jw_cjson, for tool results: appends the JSON text of
+ * the Lua value at idx to w, checking it against schema (compiled, not
+ * NULL, im_schema_simple) as it goes, with no tree. Returns 0 when it wrote
+ * the value, which is then byte for byte what that sequence writes. Returns
+ * IM_EAGAIN when the value needs that sequence instead: anything it would
+ * refuse (its message is then the sequence's to give), a required member
+ * to fill with null, a schema it does not check. w then holds a partial
+ * text: reset it. Never raises; runs no Lua code. */
+int im_sjson_write(struct im_jw *w, lua_State *L, int idx, const im_schema *schema, int maxdepth);
 
 #endif

@@ -39,6 +39,7 @@ typedef struct tool_def {
     cJSON *output;     /* owned */
     im_schema *in_s;   /* owned: input, compiled */
     im_schema *out_s;  /* owned: output, compiled */
+    int out_direct;    /* out_s is simple: results are written straight from Lua */
     int run_ref;       /* registry ref of the run function */
 } tool_def;
 
@@ -110,8 +111,15 @@ static cJSON *result_structured(im_tools *t, const tool_def *d, lua_State *co, i
     char err[512];
     cJSON *v = NULL, *res, *content, *block, *raw;
     const char *text;
-    im_jw *w;
+    im_jw *w = &t->out;
 
+    /* Straight from the Lua value when its schema allows; anything that
+     * way does not take (a value to refuse, a null to fill) goes the full
+     * way below, which says what is wrong. */
+    im_jw_reset(w);
+    if (d->out_direct && im_sjson_write(w, co, idx, d->out_s, IM_SJSON_MAX_DEPTH) == 0)
+        goto written;
+    im_jw_reset(w);
     if (im_sjson_from_lua_borrow(co, idx, d->out_s, IM_SJSON_MAX_DEPTH, &v, err, sizeof err) !=
         0) {
         im_error("tool %s returned a value that is not JSON: %s", d->name, err);
@@ -126,10 +134,9 @@ static cJSON *result_structured(im_tools *t, const tool_def *d, lua_State *co, i
         return result_text("The tool's result did not match its output schema (a server bug); "
                            "see the server log.", 1);
     }
-    w = &t->out;
-    im_jw_reset(w);
     im_jw_cjson(w, v);
     cJSON_Delete(v);
+written:
     if (w->oom) {
         im_jw_reset(w);
         return NULL;
@@ -955,6 +962,7 @@ static int load_def(im_tools *t, const char *file, char *err, size_t errlen) {
     if (im_sjson_from_lua(L, -1, NULL, 32, &d->output, jerr, sizeof jerr) != 0 ||
         im_schema_compile(d->output, &d->out_s, jerr, sizeof jerr) != 0)
         LOAD_FAIL("%s: output schema: %s", file, jerr);
+    d->out_direct = im_schema_simple(d->out_s);
     lua_pop(L, 1);
     if (!cJSON_IsObject(d->input) || !cJSON_IsObject(d->output))
         LOAD_FAIL("%s: input and output must be objects", file);

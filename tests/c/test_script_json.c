@@ -10,6 +10,7 @@
 #include "error.h"
 #include "script.h"
 #include "script_json.h"
+#include "jsonw.h"
 #include "test.h"
 
 static im_script *new_state(void) {
@@ -578,4 +579,242 @@ TEST(sjson_large_values) {
     cJSON_free(text);
     lua_settop(L, 0);
     im_script_free(s);
+}
+
+/* ---- im_sjson_write against the full path ------------------------------ */
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+static unsigned rnd(unsigned n) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+static const char *const gen_keys[] = {"a", "b", "qty", "symbol", "x y", "caf\xc3\xa9", "Z", "",
+                                       "a\"b", "long_key_name_here", "n"};
+#define NKEYS (sizeof gen_keys / sizeof gen_keys[0])
+
+static int gen_cfunc(lua_State *L) { return lua_gettop(L); }
+
+/* Pushes a random value: mostly what results hold, sometimes what JSON
+ * cannot (functions, huge integers, NaN, NULs, bad UTF-8, mixed keys). */
+static void gen_value(lua_State *L, int depth) {
+    static const char *const strs[] = {"NVDA", "", "quote \" and \\", "ctl \n\t\x01", "caf\xc3\xa9",
+                                       "\xf0\x9f\x98\x80 emoji", "a much longer string of text",
+                                       "bad \xff byte", "nul \0 inside", "2026-11-25T14:00:00Z"};
+    unsigned k = depth > 3 ? rnd(7) : rnd(11);
+    luaL_checkstack(L, 4, "gen");
+    switch (k) {
+    case 0: lua_pushboolean(L, (int)rnd(2)); break;
+    case 1: {
+        static const lua_Integer ints[] = {0, 1, -7, 500, 9007199254740992LL, 9007199254740993LL,
+                                           -9007199254740993LL, 123456789};
+        lua_pushinteger(L, ints[rnd(8)]);
+        break;
+    }
+    case 2: {
+        static const double ds[] = {0.5, 167.95, -0.0, 3.0, 1e300, 1e-7, 0.1 + 0.2, -2.25};
+        unsigned i = rnd(10);
+        lua_pushnumber(L, i < 8 ? ds[i] : i == 8 ? NAN : INFINITY);
+        break;
+    }
+    case 3:
+    case 4: {
+        unsigned i = rnd(10);
+        const char *sv = strs[i];
+        lua_pushlstring(L, sv, i == 8 ? 13 : strlen(sv));
+        break;
+    }
+    case 5: lua_pushinteger(L, (lua_Integer)rnd(1000) - 500); break;
+    case 6:
+        if (rnd(40) == 0)
+            lua_pushcfunction(L, gen_cfunc);
+        else
+            lua_pushnumber(L, (double)rnd(100000) / 100.0);
+        break;
+    case 7:
+    case 8: {   /* an object */
+        unsigned n = rnd(6);
+        lua_createtable(L, 0, (int)n);
+        for (unsigned i = 0; i < n; i++) {
+            const char *key = gen_keys[rnd(NKEYS)];
+            if (rnd(30) == 0)
+                lua_pushinteger(L, 1 + rnd(3));   /* a key of another kind */
+            else if (rnd(60) == 0)
+                lua_pushlstring(L, "k\0z", 3);
+            else
+                lua_pushstring(L, key);
+            gen_value(L, depth + 1);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+    case 9: {   /* an array, sometimes with a hole */
+        unsigned n = rnd(5);
+        lua_createtable(L, (int)n, 0);
+        for (unsigned i = 1; i <= n; i++) {
+            if (rnd(25) == 0)
+                continue;
+            gen_value(L, depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i);
+        }
+        break;
+    }
+    default:
+        lua_createtable(L, 0, 0);
+        break;
+    }
+}
+
+/* A schema for the value at idx: mostly one it fits (with nullable types,
+ * required members and closed objects), sometimes one it breaks, now and
+ * then one with keywords the direct writer leaves to the full path. */
+static cJSON *gen_schema(lua_State *L, int idx, int depth) {
+    cJSON *s = cJSON_CreateObject();
+    int t = lua_type(L, idx);
+    const char *type = NULL;
+    idx = lua_absindex(L, idx);
+    if (rnd(12) == 0 || depth > 6)
+        return s;   /* {}: anything */
+    switch (t) {
+    case LUA_TBOOLEAN: type = "boolean"; break;
+    case LUA_TNUMBER: type = rnd(3) == 0 ? "integer" : "number"; break;
+    case LUA_TSTRING: type = "string"; break;
+    case LUA_TTABLE: {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        int arr = n > 0 || rnd(2) == 0;
+        type = arr ? "array" : "object";
+        if (arr) {
+            if (n > 0 && rnd(4) != 0) {
+                lua_rawgeti(L, idx, 1);
+                cJSON_AddItemToObject(s, "items", gen_schema(L, -1, depth + 1));
+                lua_pop(L, 1);
+            }
+        } else {
+            cJSON *props = cJSON_AddObjectToObject(s, "properties");
+            cJSON *req = cJSON_CreateArray();
+            for (size_t k = 0; k < NKEYS; k++) {
+                lua_getfield(L, idx, gen_keys[k]);
+                if (!lua_isnil(L, -1) && rnd(6) == 0) {
+                    ;   /* present but not a property: extra, or refused when closed */
+                } else if (!lua_isnil(L, -1)) {
+                    cJSON_AddItemToObject(props, gen_keys[k], gen_schema(L, -1, depth + 1));
+                    if (rnd(2))
+                        cJSON_AddItemToArray(req, cJSON_CreateString(gen_keys[k]));
+                } else if (rnd(8) == 0) {   /* absent: maybe required, maybe nullable */
+                    cJSON *p = cJSON_AddObjectToObject(props, gen_keys[k]);
+                    cJSON *tl = cJSON_AddArrayToObject(p, "type");
+                    cJSON_AddItemToArray(tl, cJSON_CreateString("string"));
+                    if (rnd(2))
+                        cJSON_AddItemToArray(tl, cJSON_CreateString("null"));
+                    if (rnd(2))
+                        cJSON_AddItemToArray(req, cJSON_CreateString(gen_keys[k]));
+                }
+                lua_pop(L, 1);
+            }
+            cJSON_AddItemToObject(s, "required", req);
+            if (rnd(4) == 0)
+                cJSON_AddBoolToObject(s, "additionalProperties", 0);
+            else if (rnd(6) == 0)
+                cJSON_AddItemToObject(s, "additionalProperties",
+                                      cJSON_Parse("{\"type\":\"array\"}"));
+        }
+        break;
+    }
+    default: break;
+    }
+    if (type != NULL) {
+        if (rnd(15) == 0)
+            type = t == LUA_TSTRING ? "number" : "string";   /* a misfit */
+        if (rnd(5) == 0) {
+            cJSON *tl = cJSON_AddArrayToObject(s, "type");
+            cJSON_AddItemToArray(tl, cJSON_CreateString(type));
+            cJSON_AddItemToArray(tl, cJSON_CreateString("null"));
+        } else {
+            cJSON_AddStringToObject(s, "type", type);
+        }
+    }
+    switch (rnd(30)) {
+    case 0: cJSON_AddNumberToObject(s, "minimum", 0); break;
+    case 1: cJSON_AddItemToObject(s, "enum", cJSON_Parse("[\"NVDA\",1,true]")); break;
+    case 2: cJSON_AddNumberToObject(s, "maxLength", 3); break;
+    case 3: cJSON_AddNumberToObject(s, "maxItems", 1); break;
+    default: break;
+    }
+    return s;
+}
+
+/* Whenever im_sjson_write takes a value, the full path (from_lua, fill
+ * nulls, run, print) must take it too and print the same bytes; and the
+ * writer must take most of what the full path takes with a simple schema,
+ * or it would not be tested. */
+TEST(sjson_write_matches_the_full_path) {
+    im_script *sc = new_state();
+    lua_State *L = im_script_state(sc);
+    int direct_ok = 0, full_ok = 0, full_ok_simple = 0, direct_gave_up = 0;
+
+    for (int round = 0; round < 20000; round++) {
+        char err[512], serr[128];
+        cJSON *schema, *tree = NULL;
+        im_schema *c = NULL;
+        im_jw w, fw;
+        int rc, frc, top;
+
+        lua_settop(L, 0);
+        if (rnd(3) == 0) {   /* result-shaped: an object at the top */
+            lua_createtable(L, 0, 4);
+            for (int i = 0; i < 4; i++) {
+                lua_pushstring(L, gen_keys[rnd(NKEYS)]);
+                gen_value(L, 1);
+                lua_rawset(L, -3);
+            }
+        } else {
+            gen_value(L, 0);
+        }
+        schema = gen_schema(L, 1, 0);
+        ASSERT(schema != NULL);
+        ASSERT_EQ(im_schema_compile(schema, &c, serr, sizeof serr), 0);
+        top = lua_gettop(L);
+
+        im_jw_init(&w);
+        rc = im_sjson_write(&w, L, 1, c, 0);
+        ASSERT_EQ(lua_gettop(L), top);
+        ASSERT(rc == 0 || rc == IM_EAGAIN);
+
+        im_jw_init(&fw);
+        frc = im_sjson_from_lua_borrow(L, 1, c, 0, &tree, err, sizeof err);
+        if (frc == 0) {
+            im_schema_fill_nulls(c, tree);
+            frc = im_schema_run(c, tree, err, sizeof err);
+            if (frc == 0)
+                ASSERT_EQ(im_jw_cjson(&fw, tree), 0);
+        }
+        ASSERT_EQ(lua_gettop(L), top);
+        if (rc == 0) {
+            direct_ok++;
+            if (frc != 0)
+                im_test_fail(__FILE__, __LINE__, "round %d: written \"%s\", full path: %s",
+                             round, w.buf, err);
+            if (strcmp(w.buf, fw.buf) != 0)
+                im_test_fail(__FILE__, __LINE__, "round %d: written \"%s\", full path \"%s\"",
+                             round, w.buf, fw.buf);
+        } else {
+            direct_gave_up++;
+        }
+        if (frc == 0) {
+            full_ok++;
+            full_ok_simple += im_schema_simple(c);
+        }
+        cJSON_Delete(tree);
+        im_jw_free(&w);
+        im_jw_free(&fw);
+        im_schema_free(c);
+        cJSON_Delete(schema);
+    }
+    /* Enough of each kind to mean something; the writer gives up only on
+     * a null to fill among the simple schemas the full path takes. */
+    ASSERT(full_ok > 3000);
+    ASSERT(direct_gave_up > 3000);
+    ASSERT(direct_ok * 10 >= full_ok_simple * 8);
+    lua_settop(L, 0);
+    im_script_free(sc);
 }
