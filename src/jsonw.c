@@ -155,19 +155,6 @@ void im_jw_str(im_jw *w, const char *s, size_t n) {
     w->buf[w->len] = '\0';
 }
 
-/* Decimal digits of u into out, returns the count. */
-static size_t put_u64(char *out, uint64_t u) {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* 10^k exactly, for the scales tried. */
 static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
 
@@ -193,32 +180,32 @@ size_t im_jw_fmt_num(char *out, double d) {
             double x = a * pow10_tab[k];
             if (x >= 1e15)
                 break;
-            double m = floor(x + 0.5);
-            if (m / pow10_tab[k] != a)
+            /* Rounded to nearest: x + 0.5 is positive and below 2^63, where
+             * truncation is floor (and inline, unlike floor()). */
+            uint64_t u = (uint64_t)(x + 0.5);
+            if ((double)u / pow10_tab[k] != a)
                 continue;
-            char digits[24], *o = out;
-            size_t nd = put_u64(digits, (uint64_t)m);
-            if (d < 0)
-                *o++ = '-';
-            if (k == 0) {
-                memcpy(o, digits, nd);
-                o += nd;
-            } else if (nd > k) {
-                memcpy(o, digits, nd - k);
-                o += nd - k;
-                *o++ = '.';
-                memcpy(o, digits + nd - k, k);
-                o += k;
-            } else {
-                *o++ = '0';
-                *o++ = '.';
-                for (size_t z = nd; z < k; z++)
-                    *o++ = '0';
-                memcpy(o, digits, nd);
-                o += nd;
+            /* The digits right to left, the point k places from the right,
+             * zeros in front up to "0." when m has k digits or fewer. */
+            char buf[40], *e = buf + sizeof buf, *p = e;
+            size_t places = 0;
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+                if (++places == k && u != 0)
+                    *--p = '.';
+            } while (u != 0);
+            if (places <= k) {
+                while (places++ < k)
+                    *--p = '0';
+                *--p = '.';
+                *--p = '0';
             }
-            *o = '\0';
-            return (size_t)(o - out);
+            if (d < 0)
+                *--p = '-';
+            memcpy(out, p, (size_t)(e - p));
+            out[e - p] = '\0';
+            return (size_t)(e - p);
         }
     }
     n = snprintf(out, 32, "%1.15g", d);

@@ -100,6 +100,7 @@ struct im_schema {
     int re_ok;
     regex_t re;
     struct fast_re *fast;     /* the same pattern as a table walk, when it can be */
+    int simple;               /* node_simple, computed once compiled */
     /* objects */
     sc_prop *props;           /* sorted by key, the first of duplicates kept */
     size_t nprops;
@@ -296,6 +297,7 @@ static int find_prop_next(const im_schema *s, const char *key, size_t klen, int 
 }
 
 static int compile_node(const cJSON *src, im_schema **out, int depth);
+static int node_simple(const im_schema *s);
 
 static double num_kw(const cJSON *src, const char *kw, int *has) {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(src, kw);
@@ -439,6 +441,7 @@ static int compile_node(const cJSON *src, im_schema **out, int depth) {
     }
     if (compile_object_part(s, src, depth) != 0 || compile_array_part(s, src, depth) != 0)
         return IM_ENOMEM;
+    s->simple = node_simple(s);
     return 0;
 }
 
@@ -547,7 +550,7 @@ static int simple_deep(const im_schema *s, int depth) {
 }
 
 int im_schema_simple(const im_schema *s) { return simple_deep(s, 0); }
-int im_schema_node_simple(const im_schema *s) { return node_simple(s); }
+int im_schema_node_simple(const im_schema *s) { return s == NULL || s->any || s->simple; }
 
 int im_schema_is_any(const im_schema *s) { return s == NULL || s->any; }
 
