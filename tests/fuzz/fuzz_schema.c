@@ -4,8 +4,11 @@
  * a tool; the rest is parsed as JSON (when it does not parse, it is
  * wrapped as a string) and validated against that tool's inputSchema,
  * then again nested under one of its properties, so that the property
- * rules are reached more often. A failure must carry a sentence. */
+ * rules are reached more often. A failure must carry a sentence. A string
+ * is also matched against the shipped tools' patterns both ways - the
+ * table walk schema.c uses for them and regexec - which must agree. */
 #include <cjson/cJSON.h>
+#include <regex.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,29 @@ static void fz_check(const cJSON *schema, const cJSON *v) {
     }
 }
 
+/* The shipped symbol and date patterns, compiled both ways. */
+static const char *const fz_pat_text[] = {"^[A-Za-z][A-Za-z0-9.]{0,11}$",
+                                          "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"};
+#define FZ_NPAT (sizeof fz_pat_text / sizeof fz_pat_text[0])
+static regex_t fz_re[FZ_NPAT];
+static im_schema *fz_pat[FZ_NPAT];
+static cJSON *fz_pat_doc[FZ_NPAT];   /* the compiled schemas point into these */
+
+static void fz_patterns_agree(const cJSON *v) {
+    char err[256];
+    if (!cJSON_IsString(v))
+        return;
+    for (size_t i = 0; i < FZ_NPAT; i++) {
+        int walk = im_schema_run(fz_pat[i], v, err, sizeof err) == 0;
+        int re = regexec(&fz_re[i], v->valuestring, 0, NULL, 0) == 0;
+        if (walk != re) {
+            fprintf(stderr, "fuzz_schema: %s: the walk says %d, regexec %d\n", fz_pat_text[i],
+                    walk, re);
+            abort();
+        }
+    }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const cJSON *list;
     (void)argc;
@@ -38,6 +64,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     list = im_tools_list(fz_app.tools);
     fz_tools = cJSON_IsArray(list) ? list : cJSON_GetObjectItemCaseSensitive(list, "tools");
     fz_ntools = cJSON_GetArraySize(fz_tools);
+    for (size_t i = 0; i < FZ_NPAT; i++) {
+        char doc[128], err[128];
+        cJSON *s;
+        snprintf(doc, sizeof doc, "{\"type\":\"string\",\"pattern\":\"%s\"}", fz_pat_text[i]);
+        s = fz_pat_doc[i] = cJSON_Parse(doc);
+        if (s == NULL || im_schema_compile(s, &fz_pat[i], err, sizeof err) != 0 ||
+            !im_schema_pattern_is_fast(fz_pat[i]) ||
+            regcomp(&fz_re[i], fz_pat_text[i], REG_EXTENDED | REG_NOSUB) != 0) {
+            fprintf(stderr, "fuzz_schema: pattern %s\n", fz_pat_text[i]);
+            abort();
+        }
+    }
     if (fz_ntools <= 0) {
         fprintf(stderr, "fuzz_schema: tools/list is empty\n");
         abort();
@@ -69,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             return 0;
     }
     fz_check(schema, v);
+    fz_patterns_agree(v);
 
     /* The same value as one property of an otherwise empty object. */
     props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
