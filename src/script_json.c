@@ -287,9 +287,13 @@ static int check_text(struct conv *c, const char *s, size_t len, const char *wha
 
 static int conv_value(struct conv *c, int idx, const im_schema *schema, int depth, cJSON **out);
 
+/* An object member on its way out: conv_object keeps the converted item,
+ * w_object the value's stack slot. */
 struct member {
     const char *key; /* points into the Lua key, kept alive by the table */
+    size_t klen;
     cJSON *item;
+    int idx;
 };
 
 static int member_cmp(const void *a, const void *b) {
@@ -322,6 +326,23 @@ static void classify(lua_State *L, int idx, lua_Integer *count, lua_Integer *nst
                 *maxint = lua_tointeger(L, -1);
         }
     }
+}
+
+/* Room for member n: m starts as the caller's small array (of *cap) and
+ * moves to the heap, doubling, when that is full. 0 or IM_ENOMEM. */
+static int members_grow(struct member **m, size_t n, size_t *cap, const struct member *small) {
+    struct member *nm;
+    if (n < *cap)
+        return 0;
+    nm = malloc(2 * *cap * sizeof *nm);
+    if (nm == NULL)
+        return IM_ENOMEM;
+    memcpy(nm, *m, n * sizeof *nm);
+    if (*m != small)
+        free(*m);
+    *m = nm;
+    *cap *= 2;
+    return 0;
 }
 
 /* Sorts members by key: insertion sort for the usual handful, qsort
@@ -365,17 +386,9 @@ static int conv_object(struct conv *c, int idx, const im_schema *schema, int dep
             rc = IM_EINVAL;
             break;
         }
-        if (n == cap) {
-            struct member *nm = malloc(2 * cap * sizeof *nm);
-            if (nm == NULL) {
-                rc = fail(c, IM_ENOMEM, "could not be converted (out of memory)");
-                break;
-            }
-            memcpy(nm, m, n * sizeof *m);
-            if (m != small)
-                free(m);
-            m = nm;
-            cap *= 2;
+        if (members_grow(&m, n, &cap, small) != 0) {
+            rc = fail(c, IM_ENOMEM, "could not be converted (out of memory)");
+            break;
         }
         k = lua_tolstring(L, -2, &klen);              /* a string: no conversion */
         saved = path_key(c, -2);
@@ -385,6 +398,8 @@ static int conv_object(struct conv *c, int idx, const im_schema *schema, int dep
         path_restore(c, saved);
         if (rc != 0)
             break;
+        m[n].klen = klen;
+        m[n].idx = 0;
         m[n++].key = k;
         lua_pop(L, 1);                                /* [key] */
     }
@@ -601,16 +616,6 @@ struct wconv {
     int maxdepth;
 };
 
-struct wmember {
-    const char *key;   /* the Lua key, kept alive by the table */
-    size_t klen;
-    int idx;           /* the value's stack slot */
-};
-
-static int wmember_cmp(const void *a, const void *b) {
-    return strcmp(((const struct wmember *)a)->key, ((const struct wmember *)b)->key);
-}
-
 static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int depth);
 
 static int w_text_ok(const char *s, size_t len) { return text_problem(s, len) == 0; }
@@ -618,7 +623,7 @@ static int w_text_ok(const char *s, size_t len) { return text_problem(s, len) ==
 static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, int depth) {
     lua_State *L = c->L;
     int top = lua_gettop(L), next = 0, rc = 0;
-    struct wmember small[16], *m = small;
+    struct member small[16], *m = small;
     size_t n = 0, cap = IM_ARRAY_SIZE(small);
     unsigned long long seen = 0;
 
@@ -636,34 +641,18 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
             rc = IM_EAGAIN;
             break;
         }
-        if (n == cap) {
-            struct wmember *nm = malloc(2 * cap * sizeof *nm);
-            if (nm == NULL) {
-                rc = IM_EAGAIN;
-                break;
-            }
-            memcpy(nm, m, n * sizeof *m);
-            if (m != small)
-                free(m);
-            m = nm;
-            cap *= 2;
+        if (members_grow(&m, n, &cap, small) != 0) {
+            rc = IM_EAGAIN;
+            break;
         }
         lua_insert(L, -2);                            /* [..., value, key] */
         m[n].key = k;
         m[n].klen = klen;
+        m[n].item = NULL;
         m[n++].idx = lua_gettop(L) - 1;
     }
     if (rc == 0) {
-        if (n > 16)
-            qsort(m, n, sizeof *m, wmember_cmp);
-        else
-            for (size_t i = 1; i < n; i++) {
-                struct wmember x = m[i];
-                size_t j = i;
-                for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
-                    m[j] = m[j - 1];
-                m[j] = x;
-            }
+        members_sort(m, n);
         im_jw_raw(c->w, "{", 1);
         for (size_t i = 0; i < n && rc == 0; i++) {
             int p = im_schema_prop_index(s, m[i].key, m[i].klen, &next);
