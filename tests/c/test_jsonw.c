@@ -77,24 +77,28 @@ TEST(numbers_round_trip_and_match_printf) {
     }
 }
 
+/* im_jw_str of the NUL-terminated src must be what cJSON prints. */
+static void expect_escaped_as_cjson(const char *src) {
+    im_jw w;
+    cJSON *s = cJSON_CreateString(src);
+    char *ref = cJSON_PrintUnformatted(s), *got;
+    im_jw_init(&w);
+    im_jw_str(&w, src, strlen(src));
+    got = im_jw_take(&w, NULL);
+    ASSERT(got != NULL && ref != NULL);
+    ASSERT_STR_EQ(got, ref);
+    free(got);
+    cJSON_free(ref);
+    cJSON_Delete(s);
+}
+
 TEST(strings_escape_as_cjson_does) {
     const char *cases[] = {
         "plain", "", "quote \" and \\ backslash", "ctl \b\f\n\r\t\x01\x1f end",
         "utf-8 caf\xc3\xa9 \xf0\x9f\x98\x80 and DEL \x7f", "/slash/",
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        im_jw w;
-        cJSON *s = cJSON_CreateString(cases[i]);
-        char *ref = cJSON_PrintUnformatted(s), *got;
-        im_jw_init(&w);
-        im_jw_str(&w, cases[i], strlen(cases[i]));
-        got = im_jw_take(&w, NULL);
-        ASSERT(got != NULL && ref != NULL);
-        ASSERT_STR_EQ(got, ref);
-        free(got);
-        cJSON_free(ref);
-        cJSON_Delete(s);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_escaped_as_cjson(cases[i]);
 }
 
 /* Every byte value, at lengths on both sides of the one-pass limit (1024)
@@ -170,22 +174,10 @@ TEST(escapes_at_every_offset_match_cjson) {
     for (size_t n = 1; n <= 40; n++)
         for (size_t at = 0; at < n && at < 16; at++)
             for (int b = 1; b < 256; b++) {
-                cJSON *s;
-                char *ref, *got;
-                im_jw w;
                 for (size_t i = 0; i < n; i++)
                     src[i] = (char)('a' + i % 26);
                 src[at] = (char)b;
                 src[n] = '\0';
-                s = cJSON_CreateString(src);
-                ref = cJSON_PrintUnformatted(s);
-                im_jw_init(&w);
-                im_jw_str(&w, src, n);
-                got = im_jw_take(&w, NULL);
-                ASSERT(got != NULL && ref != NULL);
-                ASSERT_STR_EQ(got, ref);
-                free(got);
-                cJSON_free(ref);
-                cJSON_Delete(s);
+                expect_escaped_as_cjson(src);
             }
 }
