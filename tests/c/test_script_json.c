@@ -589,9 +589,29 @@ static unsigned rnd(unsigned n) {
     return (unsigned)(rng_state % n);
 }
 
-static const char *const gen_keys[] = {"a", "b", "qty", "symbol", "x y", "caf\xc3\xa9", "Z", "",
-                                       "a\"b", "long_key_name_here", "n"};
-#define NKEYS (sizeof gen_keys / sizeof gen_keys[0])
+/* Eleven odd keys, then "k00".."k69": objects wide enough for the sort's
+ * qsort branch and for properties past the 64 that required tracks by bit. */
+#define NODD 11
+#define NKEYS (NODD + 70)
+static const char *const odd_keys[NODD] = {"a", "b", "qty", "symbol", "x y", "caf\xc3\xa9", "Z",
+                                           "", "a\"b", "long_key_name_here", "n"};
+static char wide_keys[70][4];
+static const char *gen_keys[NKEYS];
+
+static void gen_keys_init(void) {
+    for (size_t i = 0; i < NODD; i++)
+        gen_keys[i] = odd_keys[i];
+    for (size_t i = 0; i < 70; i++) {
+        snprintf(wide_keys[i], sizeof wide_keys[i], "k%02zu", i);
+        gen_keys[NODD + i] = wide_keys[i];
+    }
+}
+
+/* A key: mostly the odd ones, the wide ones for wide objects. */
+static const char *gen_key(int wide) { return gen_keys[wide ? rnd(NKEYS) : rnd(NODD)]; }
+
+/* __index and __pairs that must never run: the conversions read raw. */
+static int gen_trap(lua_State *L) { return luaL_error(L, "a metamethod ran"); }
 
 static int gen_cfunc(lua_State *L) { return lua_gettop(L); }
 
@@ -601,7 +621,7 @@ static void gen_value(lua_State *L, int depth) {
     static const char *const strs[] = {"NVDA", "", "quote \" and \\", "ctl \n\t\x01", "caf\xc3\xa9",
                                        "\xf0\x9f\x98\x80 emoji", "a much longer string of text",
                                        "bad \xff byte", "nul \0 inside", "2026-11-25T14:00:00Z"};
-    unsigned k = depth > 3 ? rnd(7) : rnd(11);
+    unsigned k = depth > 6 ? rnd(7) : rnd(11);
     luaL_checkstack(L, 4, "gen");
     switch (k) {
     case 0: lua_pushboolean(L, (int)rnd(2)); break;
@@ -621,7 +641,15 @@ static void gen_value(lua_State *L, int depth) {
     case 4: {
         unsigned i = rnd(10);
         const char *sv = strs[i];
-        lua_pushlstring(L, sv, i == 8 ? 13 : strlen(sv));
+        if (rnd(50) == 0) {   /* past im_jw_str's one-pass limit */
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (int r = 0; r < 300; r++)
+                luaL_addlstring(&b, "ab\"\\\n\xc3\xa9", 7);
+            luaL_pushresult(&b);
+        } else {
+            lua_pushlstring(L, sv, i == 8 ? 13 : strlen(sv));
+        }
         break;
     }
     case 5: lua_pushinteger(L, (lua_Integer)rnd(1000) - 500); break;
@@ -632,11 +660,12 @@ static void gen_value(lua_State *L, int depth) {
             lua_pushnumber(L, (double)rnd(100000) / 100.0);
         break;
     case 7:
-    case 8: {   /* an object */
-        unsigned n = rnd(6);
+    case 8: {   /* an object, now and then a wide one */
+        int wide = rnd(8) == 0;
+        unsigned n = wide ? rnd(75) : rnd(6);
         lua_createtable(L, 0, (int)n);
         for (unsigned i = 0; i < n; i++) {
-            const char *key = gen_keys[rnd(NKEYS)];
+            const char *key = gen_key(wide);
             if (rnd(30) == 0)
                 lua_pushinteger(L, 1 + rnd(3));   /* a key of another kind */
             else if (rnd(60) == 0)
@@ -663,6 +692,14 @@ static void gen_value(lua_State *L, int depth) {
         lua_createtable(L, 0, 0);
         break;
     }
+    if (lua_type(L, -1) == LUA_TTABLE && rnd(20) == 0) {
+        lua_createtable(L, 0, 2);
+        lua_pushcfunction(L, gen_trap);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, gen_trap);
+        lua_setfield(L, -2, "__pairs");
+        lua_setmetatable(L, -2);
+    }
 }
 
 /* A schema for the value at idx: mostly one it fits (with nullable types,
@@ -684,7 +721,14 @@ static cJSON *gen_schema(lua_State *L, int idx, int depth) {
         int arr = n > 0 || rnd(2) == 0;
         type = arr ? "array" : "object";
         if (arr) {
-            if (n > 0 && rnd(4) != 0) {
+            if (n > 0 && rnd(6) == 0) {   /* the tuple form: a hint, not checked */
+                cJSON *tuple = cJSON_AddArrayToObject(s, "items");
+                for (lua_Integer i = 1; i <= n && i <= 3; i++) {
+                    lua_rawgeti(L, idx, i);
+                    cJSON_AddItemToArray(tuple, gen_schema(L, -1, depth + 1));
+                    lua_pop(L, 1);
+                }
+            } else if (n > 0 && rnd(4) != 0) {
                 lua_rawgeti(L, idx, 1);
                 cJSON_AddItemToObject(s, "items", gen_schema(L, -1, depth + 1));
                 lua_pop(L, 1);
@@ -693,14 +737,15 @@ static cJSON *gen_schema(lua_State *L, int idx, int depth) {
             cJSON *props = cJSON_AddObjectToObject(s, "properties");
             cJSON *req = cJSON_CreateArray();
             for (size_t k = 0; k < NKEYS; k++) {
-                lua_getfield(L, idx, gen_keys[k]);
+                lua_pushstring(L, gen_keys[k]);
+                lua_rawget(L, idx);
                 if (!lua_isnil(L, -1) && rnd(6) == 0) {
                     ;   /* present but not a property: extra, or refused when closed */
                 } else if (!lua_isnil(L, -1)) {
                     cJSON_AddItemToObject(props, gen_keys[k], gen_schema(L, -1, depth + 1));
                     if (rnd(2))
                         cJSON_AddItemToArray(req, cJSON_CreateString(gen_keys[k]));
-                } else if (rnd(8) == 0) {   /* absent: maybe required, maybe nullable */
+                } else if (k < NODD && rnd(8) == 0) {   /* absent: maybe required, maybe nullable */
                     cJSON *p = cJSON_AddObjectToObject(props, gen_keys[k]);
                     cJSON *tl = cJSON_AddArrayToObject(p, "type");
                     cJSON_AddItemToArray(tl, cJSON_CreateString("string"));
@@ -711,6 +756,8 @@ static cJSON *gen_schema(lua_State *L, int idx, int depth) {
                 }
                 lua_pop(L, 1);
             }
+            if (rnd(12) == 0)   /* required, though no property names it */
+                cJSON_AddItemToArray(req, cJSON_CreateString(gen_key(0)));
             cJSON_AddItemToObject(s, "required", req);
             if (rnd(4) == 0)
                 cJSON_AddBoolToObject(s, "additionalProperties", 0);
@@ -752,18 +799,21 @@ TEST(sjson_write_matches_the_full_path) {
     lua_State *L = im_script_state(sc);
     int direct_ok = 0, full_ok = 0, full_ok_simple = 0, direct_gave_up = 0;
 
+    gen_keys_init();
     for (int round = 0; round < 20000; round++) {
         char err[512], serr[128];
         cJSON *schema, *tree = NULL;
         im_schema *c = NULL;
         im_jw w, fw;
         int rc, frc, top;
+        /* Usually the default depth limit (64); sometimes one that bites. */
+        int maxdepth = rnd(10) == 0 ? 2 + (int)rnd(4) : 0;
 
         lua_settop(L, 0);
         if (rnd(3) == 0) {   /* result-shaped: an object at the top */
             lua_createtable(L, 0, 4);
             for (int i = 0; i < 4; i++) {
-                lua_pushstring(L, gen_keys[rnd(NKEYS)]);
+                lua_pushstring(L, gen_key(0));
                 gen_value(L, 1);
                 lua_rawset(L, -3);
             }
@@ -776,12 +826,12 @@ TEST(sjson_write_matches_the_full_path) {
         top = lua_gettop(L);
 
         im_jw_init(&w);
-        rc = im_sjson_write(&w, L, 1, c, 0);
+        rc = im_sjson_write(&w, L, 1, c, maxdepth);
         ASSERT_EQ(lua_gettop(L), top);
         ASSERT(rc == 0 || rc == IM_EAGAIN);
 
         im_jw_init(&fw);
-        frc = im_sjson_from_lua_borrow(L, 1, c, 0, &tree, err, sizeof err);
+        frc = im_sjson_from_lua_borrow(L, 1, c, maxdepth, &tree, err, sizeof err);
         if (frc == 0) {
             im_schema_fill_nulls(c, tree);
             frc = im_schema_run(c, tree, err, sizeof err);
@@ -816,5 +866,96 @@ TEST(sjson_write_matches_the_full_path) {
     ASSERT(direct_gave_up > 3000);
     ASSERT(direct_ok * 10 >= full_ok_simple * 8);
     lua_settop(L, 0);
+    im_script_free(sc);
+}
+
+/* Runs both ways on the value of Lua src: the writer must match the full
+ * path whenever it writes. Returns the writer's code. */
+static int write_both(im_script *sc, const char *src, const char *schema_text) {
+    lua_State *L = im_script_state(sc);
+    char err[512], serr[128];
+    cJSON *schema = cJSON_Parse(schema_text), *tree = NULL;
+    im_schema *c = NULL;
+    im_jw w, fw;
+    int rc, frc;
+
+    ASSERT(schema != NULL);
+    ASSERT_EQ(im_schema_compile(schema, &c, serr, sizeof serr), 0);
+    eval(sc, src);
+    im_jw_init(&w);
+    im_jw_init(&fw);
+    rc = im_sjson_write(&w, L, -1, c, 0);
+    frc = im_sjson_from_lua_borrow(L, -1, c, 0, &tree, err, sizeof err);
+    if (frc == 0) {
+        im_schema_fill_nulls(c, tree);
+        frc = im_schema_run(c, tree, err, sizeof err);
+        if (frc == 0)
+            ASSERT_EQ(im_jw_cjson(&fw, tree), 0);
+    }
+    if (rc == 0 && (frc != 0 || strcmp(w.buf, fw.buf) != 0))
+        im_test_fail(__FILE__, __LINE__, "%s: written \"%s\", full path \"%s\" (%s)", src, w.buf,
+                     frc == 0 ? fw.buf : "-", frc == 0 ? "ok" : err);
+    cJSON_Delete(tree);
+    im_jw_free(&w);
+    im_jw_free(&fw);
+    im_schema_free(c);
+    cJSON_Delete(schema);
+    lua_settop(L, 0);
+    return rc;
+}
+
+/* The cases the random test reaches rarely or not at all, and the shapes
+ * the shipped tools return. */
+TEST(sjson_write_edges) {
+    im_script *sc = new_state();
+    char sch[8192];
+    size_t o = 0;
+
+    /* A quote as get_quote returns it: written directly. */
+    ASSERT_EQ(write_both(sc, "return {symbol = 'NVDA', bid = 167.93, ask = 167.97, last = 167.95, "
+                             "mid = 167.95, bid_size = 500, ask_size = 500, "
+                             "time = '2025-06-10T14:00:00.000Z', delayed = false}",
+                         "{\"type\":\"object\",\"required\":[\"symbol\",\"bid\",\"ask\",\"last\","
+                         "\"mid\",\"time\"],\"properties\":{\"symbol\":{\"type\":\"string\"},"
+                         "\"bid\":{\"type\":\"number\"},\"ask\":{\"type\":\"number\"},"
+                         "\"last\":{\"type\":\"number\"},\"mid\":{\"type\":\"number\"},"
+                         "\"bid_size\":{\"type\":\"number\"},\"ask_size\":{\"type\":\"number\"},"
+                         "\"time\":{\"type\":\"string\"},\"delayed\":{\"type\":\"boolean\"}}}"),
+              0);
+    /* A required member the full path fills with null: left to it. */
+    ASSERT_EQ(write_both(sc, "return {accepted = false}",
+                         "{\"type\":\"object\",\"required\":[\"accepted\",\"token\"],\"properties\":"
+                         "{\"accepted\":{\"type\":\"boolean\"},\"token\":{\"type\":[\"string\","
+                         "\"null\"]}}}"),
+              IM_EAGAIN);
+    /* Eighty properties: required ones past the 64 tracked by bit. */
+    o += (size_t)snprintf(sch + o, sizeof sch - o, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 1; i <= 80; i++)
+        o += (size_t)snprintf(sch + o, sizeof sch - o, "%s\"k%03d\":{\"type\":\"integer\"}",
+                              i > 1 ? "," : "", i);
+    snprintf(sch + o, sizeof sch - o, "},\"required\":[\"k001\",\"k070\"]}");
+    ASSERT_EQ(write_both(sc, "local t = {} for i = 1, 80 do "
+                             "if i ~= 70 then t[string.format('k%03d', i)] = i end end return t", sch),
+              IM_EAGAIN);
+    write_both(sc, "local t = {} for i = 1, 80 do t[string.format('k%03d', i)] = i end return t",
+               sch);
+    snprintf(sch + o, sizeof sch - o, "},\"required\":[\"k001\",\"k010\"]}");
+    ASSERT_EQ(write_both(sc, "local t = {} for i = 1, 80 do t[string.format('k%03d', i)] = i end "
+                             "return t", sch),
+              0);
+    /* A closed object with a member it does not name; one that names it. */
+    ASSERT_EQ(write_both(sc, "return {a = 1, b = 2}",
+                         "{\"type\":\"object\",\"additionalProperties\":false,"
+                         "\"properties\":{\"a\":{}}}"),
+              IM_EAGAIN);
+    ASSERT_EQ(write_both(sc, "return {a = 1, b = {}}",
+                         "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\"},"
+                         "\"properties\":{\"a\":{}}}"),
+              0);
+    /* Keywords it does not check, deep down: left to the full path. */
+    ASSERT_EQ(write_both(sc, "return {a = {b = {c = 5}}}",
+                         "{\"properties\":{\"a\":{\"properties\":{\"b\":{\"properties\":"
+                         "{\"c\":{\"maximum\":4}}}}}}}"),
+              IM_EAGAIN);
     im_script_free(sc);
 }
