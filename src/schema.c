@@ -579,6 +579,14 @@ int im_schema_required_met(const im_schema *s, unsigned long long seen) {
     return 1;
 }
 
+const char *im_schema_required_at(const im_schema *s, size_t k, int *prop, int *fill) {
+    if (s == NULL || s->any || k >= s->nreq)
+        return NULL;
+    *prop = s->req[k].prop;
+    *fill = s->req[k].fill_null;
+    return s->req[k].key;
+}
+
 int im_schema_closed(const im_schema *s) { return s != NULL && !s->any && s->addl_false; }
 
 const im_schema *im_schema_items(const im_schema *s) {
@@ -831,7 +839,7 @@ int im_schema_run(const im_schema *s, const cJSON *v, char *err, size_t errlen) 
 
 static void fill_nulls(const im_schema *s, cJSON *v, int depth) {
     cJSON *child;
-    if (s == NULL || s->any || depth > 8 || !cJSON_IsObject(v))
+    if (s == NULL || s->any || depth > IM_SCHEMA_FILL_DEPTH || !cJSON_IsObject(v))
         return;
     if (s->any_fill_null) {
         for (size_t k = 0; k < s->nreq; k++)

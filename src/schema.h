@@ -32,8 +32,10 @@ void im_schema_free(im_schema *s);
  * the first offending place, e.g. "quantity must be at least 1 (got 0)". */
 int im_schema_run(const im_schema *s, const cJSON *v, char *err, size_t errlen);
 /* Required properties whose schema's type list admits null and that v
- * leaves out are added as null, in v and its nested objects (a Lua table
- * cannot hold nil). */
+ * leaves out are added as null, after v's members in the order required
+ * lists them, in v and in the objects below it through properties, down
+ * to IM_SCHEMA_FILL_DEPTH (a Lua table cannot hold nil). */
+#define IM_SCHEMA_FILL_DEPTH 8
 void im_schema_fill_nulls(const im_schema *s, cJSON *v);
 
 /* Hints for building a value (script_json.c); s may be NULL. The schema of
@@ -52,8 +54,8 @@ int im_schema_pattern_is_fast(const im_schema *s);
  * than the type, the properties, required and additionalProperties: false
  * of objects and the items of arrays - no enum, const, bounds, lengths,
  * pattern or item counts. Such a writer must give up (and leave the value
- * to im_schema_run) on anything else, and on a missing required member,
- * which im_schema_fill_nulls may have to fill. s may be NULL (no check). */
+ * to im_schema_run) on anything else, and on a missing required member
+ * that im_schema_fill_nulls would not fill. s may be NULL (no check). */
 int im_schema_simple(const im_schema *s);       /* the whole tree, at load */
 int im_schema_node_simple(const im_schema *s);  /* s itself, as the writer goes */
 /* The kinds of JSON value, as one bit each, for im_schema_type_ok. */
@@ -78,6 +80,10 @@ const im_schema *im_schema_prop_at(const im_schema *s, int i);
  * required member; 0 when that cannot be told from the bits (a required
  * name that is not among the first 64 properties). */
 int im_schema_required_met(const im_schema *s, unsigned long long seen);
+/* The k-th required name of s, in the schema's order, or NULL past the
+ * last: *prop its property's index (or -1), *fill whether
+ * im_schema_fill_nulls adds it as null when it is missing. */
+const char *im_schema_required_at(const im_schema *s, size_t k, int *prop, int *fill);
 /* additionalProperties: false */
 int im_schema_closed(const im_schema *s);
 /* The schema every element is checked against (items), or NULL. */

@@ -616,11 +616,39 @@ struct wconv {
     int maxdepth;
 };
 
-static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int depth);
+/* fdepth: how far below the top the object at idx is through properties
+ * only, as im_schema_fill_nulls counts (it fills to IM_SCHEMA_FILL_DEPTH),
+ * or -1 when that does not reach it. */
+static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int fdepth,
+                   int depth);
 
 static int w_text_ok(const char *s, size_t len) { return text_problem(s, len) == 0; }
 
-static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, int depth) {
+/* The nulls im_schema_fill_nulls adds to an object written with the
+ * properties in seen: each missing required member whose type admits
+ * null, after the others, in the order required names them. */
+static int w_fill_nulls(struct wconv *c, const im_schema *s, unsigned long long *seen,
+                        int wrote) {
+    const char *key;
+    int p, fill;
+    for (size_t k = 0; (key = im_schema_required_at(s, k, &p, &fill)) != NULL; k++) {
+        const im_schema *ps = im_schema_prop_at(s, p);
+        if (!fill || (p >= 0 && p < 64 && (*seen >> p & 1)))
+            continue;
+        if (p < 0 || p >= 64 || !im_schema_node_simple(ps) ||
+            !im_schema_type_ok(ps, IM_SCHEMA_NULL))
+            return IM_EAGAIN;
+        if (wrote++)
+            im_jw_raw(c->w, ",", 1);
+        im_jw_str(c->w, key, strlen(key));
+        im_jw_raw(c->w, ":null", 5);
+        *seen |= 1ULL << p;
+    }
+    return 0;
+}
+
+static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, int fdepth,
+                    int depth) {
     lua_State *L = c->L;
     int top = lua_gettop(L), next = 0, rc = 0;
     struct member small[16], *m = small;
@@ -672,8 +700,13 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
                 sub = im_schema_property(s, m[i].key, m[i].klen);
             }
             if (rc == 0)
-                rc = w_value(c, m[i].idx, sub, checked && p >= 0, depth + 1);
+                rc = w_value(c, m[i].idx, sub, checked && p >= 0,
+                             p >= 0 && fdepth >= 0 && fdepth < IM_SCHEMA_FILL_DEPTH ? fdepth + 1
+                                                                                    : -1,
+                             depth + 1);
         }
+        if (rc == 0 && checked && fdepth >= 0)
+            rc = w_fill_nulls(c, s, &seen, n > 0);
         im_jw_raw(c->w, "}", 1);
         if (rc == 0 && checked && !im_schema_required_met(s, seen))
             rc = IM_EAGAIN;
@@ -696,14 +729,15 @@ static int w_array(struct wconv *c, int idx, const im_schema *s, int checked, in
             im_jw_raw(c->w, ",", 1);
         lua_rawgeti(L, idx, i);                       /* [value] */
         rc = w_value(c, lua_gettop(L), items != NULL ? items : im_schema_item(s, (long long)i),
-                     items != NULL, depth + 1);
+                     items != NULL, -1, depth + 1);
         lua_pop(L, 1);
     }
     im_jw_raw(c->w, "]", 1);
     return rc;
 }
 
-static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int depth) {
+static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, int fdepth,
+                   int depth) {
     lua_State *L = c->L;
     unsigned kinds;
     int rc = 0;
@@ -757,15 +791,12 @@ static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, in
         lua_pushnil(L);
         first = lua_next(L, idx) ? lua_type(L, -2) : LUA_TNONE;
         lua_settop(L, top);
-        if (first == LUA_TNONE) {
-            int arr = im_schema_wants_array(s);
-            kinds = arr ? IM_SCHEMA_ARRAY : IM_SCHEMA_OBJECT;
-            im_jw_raw(c->w, arr ? "[]" : "{}", 2);
-            if (!arr && checked && !im_schema_required_met(s, 0))
-                return IM_EAGAIN;
-        } else if (first == LUA_TSTRING) {
-            kinds = IM_SCHEMA_OBJECT;
-            rc = w_object(c, idx, s, checked, depth);
+        if (first == LUA_TNONE && im_schema_wants_array(s)) {
+            kinds = IM_SCHEMA_ARRAY;
+            im_jw_raw(c->w, "[]", 2);
+        } else if (first == LUA_TNONE || first == LUA_TSTRING) {
+            kinds = IM_SCHEMA_OBJECT;   /* empty, {} (with any nulls to fill) */
+            rc = w_object(c, idx, s, checked, fdepth, depth);
         } else {
             classify(L, idx, &count, &nstr, &nint, &maxint);
             if (!(nint == count && maxint == count))
@@ -792,7 +823,7 @@ int im_sjson_write(im_jw *w, lua_State *L, int idx, const im_schema *schema, int
     c.L = L;
     c.w = w;
     c.maxdepth = effective_depth(maxdepth);
-    rc = w_value(&c, lua_absindex(L, idx), schema, 1, 1);
+    rc = w_value(&c, lua_absindex(L, idx), schema, 1, 0, 1);
     lua_settop(L, top);
     if (rc == 0 && w->oom)
         rc = IM_ENOMEM;

@@ -922,12 +922,54 @@ TEST(sjson_write_edges) {
                          "\"bid_size\":{\"type\":\"number\"},\"ask_size\":{\"type\":\"number\"},"
                          "\"time\":{\"type\":\"string\"},\"delayed\":{\"type\":\"boolean\"}}}"),
               0);
-    /* A required member the full path fills with null: left to it. */
-    ASSERT_EQ(write_both(sc, "return {accepted = false}",
-                         "{\"type\":\"object\",\"required\":[\"accepted\",\"token\"],\"properties\":"
-                         "{\"accepted\":{\"type\":\"boolean\"},\"token\":{\"type\":[\"string\","
-                         "\"null\"]}}}"),
+    /* Required members whose type admits null are filled as the full path
+     * fills them: after the others, in required order, in objects reached
+     * through properties down to IM_SCHEMA_FILL_DEPTH; {} included. */
+    static const char nullable[] =
+        "{\"type\":\"object\",\"required\":[\"z\",\"accepted\",\"token\",\"z\"],"
+        "\"properties\":{\"accepted\":{\"type\":\"boolean\"},\"token\":{\"type\":[\"string\","
+        "\"null\"]},\"z\":{\"type\":[\"null\",\"object\"],\"required\":[\"q\"],"
+        "\"properties\":{\"q\":{\"type\":[\"integer\",\"null\"]}}}}}";
+    ASSERT_EQ(write_both(sc, "return {accepted = false}", nullable), 0);
+    ASSERT_EQ(write_both(sc, "return {accepted = true, token = 'abc', z = {}}", nullable), 0);
+    ASSERT_EQ(write_both(sc, "return setmetatable({}, nil)",
+                         "{\"type\":\"object\",\"required\":[\"t\"],\"properties\":"
+                         "{\"t\":{\"type\":[\"string\",\"null\"]}}}"),
+              0);
+    /* A null the full path does not fill (an object in an array, a type
+     * that is not a list naming null, past the depth): left to it. */
+    ASSERT_EQ(write_both(sc, "return {{}}",
+                         "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":"
+                         "[\"t\"],\"properties\":{\"t\":{\"type\":[\"string\",\"null\"]}}}}"),
               IM_EAGAIN);
+    ASSERT_EQ(write_both(sc, "return {accepted = false}",
+                         "{\"type\":\"object\",\"required\":[\"token\"],\"properties\":"
+                         "{\"token\":{\"type\":\"null\"}}}"),
+              IM_EAGAIN);
+    {
+        /* Nine objects down through properties, then a tenth: filled at
+         * the ninth level (depth 8) and not below. */
+        char deep[4096], val[256];
+        for (int levels = 8; levels <= 10; levels++) {
+            size_t d = 0, v = 0;
+            for (int i = 0; i < levels; i++) {
+                d += (size_t)snprintf(deep + d, sizeof deep - d,
+                                      "{\"type\":\"object\",\"properties\":{\"o\":");
+                v += (size_t)snprintf(val + v, sizeof val - v, "{o = ");
+            }
+            d += (size_t)snprintf(deep + d, sizeof deep - d,
+                                  "{\"type\":\"object\",\"required\":[\"t\"],\"properties\":"
+                                  "{\"t\":{\"type\":[\"string\",\"null\"]}}}");
+            for (int i = 0; i < levels; i++)
+                d += (size_t)snprintf(deep + d, sizeof deep - d, "}}");
+            v += (size_t)snprintf(val + v, sizeof val - v, "{x = 1}");
+            for (int i = 0; i < levels; i++)
+                v += (size_t)snprintf(val + v, sizeof val - v, "}");
+            char src[300];
+            snprintf(src, sizeof src, "return %s", val);
+            ASSERT_EQ(write_both(sc, src, deep), levels <= 8 ? 0 : IM_EAGAIN);
+        }
+    }
     /* Eighty properties: required ones past the 64 tracked by bit. */
     o += (size_t)snprintf(sch + o, sizeof sch - o, "{\"type\":\"object\",\"properties\":{");
     for (int i = 1; i <= 80; i++)
