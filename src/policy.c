@@ -66,6 +66,11 @@
 static const char check_key = 'C';   /* the check function */
 static const char params_key = 'P';  /* ctx.params: a read-only proxy */
 static const char now_key = 'N';     /* ctx.now of the running call */
+/* The last ctx.today.fills, kept for the next check (push_fills_kept): the
+ * Lua array of sealed fill tables, and a userdata holding the executions
+ * they were built from. */
+static const char fills_key = 'F';
+static const char fills_src_key = 'E';
 
 typedef struct policy {
     char file[256];                        /* "market_hours.lua" */
@@ -487,24 +492,59 @@ static void push_open_orders(lua_State *L, const im_order_info *oo, size_t n) {
     ro_seal(L);
 }
 
-/* ctx.today.fills: today's executions as get_trades shows them. */
-static void push_fills(lua_State *L, const im_execution *e, size_t n) {
-    luaL_checkstack(L, 4, "ctx");
-    lua_createtable(L, (int)n, 0);                  /* [list] */
-    for (size_t i = 0; i < n; i++) {
-        lua_createtable(L, 0, 8);                   /* [list, fill] */
-        set_str(L, "order_id", e[i].order_id);
-        set_str(L, "symbol", e[i].symbol);
-        set_str(L, "action", im_side_str(e[i].side));
-        set_qty(L, "quantity", e[i].shares);
-        set_num(L, "price", e[i].price);
-        set_num(L, "commission", e[i].commission);
-        set_num(L, "realized_pnl", e[i].realized_pnl);
-        set_num(L, "time", e[i].time);
-        ro_seal(L);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);     /* [list] */
-    }
+/* One fill of ctx.today.fills, as get_trades shows it, sealed. */
+static void push_fill(lua_State *L, const im_execution *e) {
+    lua_createtable(L, 0, 8);                       /* [fill] */
+    set_str(L, "order_id", e->order_id);
+    set_str(L, "symbol", e->symbol);
+    set_str(L, "action", im_side_str(e->side));
+    set_qty(L, "quantity", e->shares);
+    set_num(L, "price", e->price);
+    set_num(L, "commission", e->commission);
+    set_num(L, "realized_pnl", e->realized_pnl);
+    set_num(L, "time", e->time);
     ro_seal(L);
+}
+
+/* ctx.today.fills: today's executions, oldest first. A busy day has up to
+ * 1000 and a check runs on every preview and place, so the sealed tables
+ * of the last check are kept in the state and reused for every execution
+ * that is byte for byte the same (a changed one, say a commission that
+ * came in, is built anew); the window only drops its oldest, so the new
+ * list is looked up from where its first execution sits in the old one.
+ * Each list is a fresh array, never changed once sealed, so a policy that
+ * keeps one sees the same fills later. */
+static void push_fills_kept(lua_State *L, const im_execution *e, size_t n) {
+    const im_execution *old = NULL;
+    im_execution *src;
+    size_t nold = 0, off = 0;
+
+    luaL_checkstack(L, 6, "ctx");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &fills_key);      /* [old] */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &fills_src_key);  /* [old, oldsrc] */
+    if (lua_type(L, -2) == LUA_TTABLE && lua_type(L, -1) == LUA_TUSERDATA) {
+        old = lua_touserdata(L, -1);
+        nold = lua_rawlen(L, -1) / sizeof *old;
+    }
+    while (n > 0 && off < nold && memcmp(&old[off], &e[0], sizeof *e) != 0)
+        off++;
+    lua_createtable(L, (int)n, 0);                      /* [old, oldsrc, list] */
+    src = lua_newuserdatauv(L, n * sizeof *e, 0);       /* [old, oldsrc, list, src] */
+    if (n > 0)
+        memcpy(src, e, n * sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        if (off + i < nold && memcmp(&old[off + i], &e[i], sizeof *e) == 0)
+            lua_rawgeti(L, -4, (lua_Integer)(off + i) + 1);  /* [..., src, fill] */
+        else
+            push_fill(L, &e[i]);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);         /* [old, oldsrc, list, src] */
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &fills_src_key);  /* [old, oldsrc, list] */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &fills_key);      /* [old, oldsrc, list] */
+    ro_seal(L);                                         /* [old, oldsrc, proxy] */
+    lua_replace(L, -3);                                 /* [proxy, oldsrc] */
+    lua_pop(L, 1);                                      /* [proxy] */
 }
 
 /* ctx.today.fills is built on first use: a day's fills (up to 1000) as
@@ -529,7 +569,7 @@ static int today_index(lua_State *L) {
         return 0;
     if (c->gen != fills_gen)
         return luaL_error(L, "ctx.today.fills is only available during the check call");
-    push_fills(L, c->e, c->n);                      /* [t, k, fills] */
+    push_fills_kept(L, c->e, c->n);                 /* [t, k, fills] */
     lua_pushliteral(L, "fills");                    /* [t, k, fills, "fills"] */
     lua_pushvalue(L, -2);                           /* [t, k, fills, "fills", fills] */
     lua_rawset(L, 1);                               /* [t, k, fills]: built once */

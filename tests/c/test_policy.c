@@ -824,6 +824,80 @@ TEST(order_table_is_fresh_per_call) {
     im_policies_free(p);
 }
 
+/* ctx.today.fills keeps the sealed tables of the last check for every
+ * execution that is byte for byte the same: the policy below reports each
+ * fill's fields, how many fill tables are the very ones of the previous
+ * list, and what the first list it kept says now. */
+static void set_exec(im_execution *e, const char *id, double price, double commission) {
+    memset(e, 0, sizeof *e);
+    snprintf(e->exec_id, sizeof e->exec_id, "x-%s", id);
+    snprintf(e->order_id, sizeof e->order_id, "%s", id);
+    snprintf(e->symbol, sizeof e->symbol, "NVDA");
+    e->side = IM_SIDE_BUY;
+    e->shares = 1;
+    e->price = price;
+    e->commission = commission;
+    e->time = IM_CLOCK_DEFAULT_SIM_START - 60;
+}
+
+TEST(todays_fills_are_kept_between_checks) {
+    im_policies_opts o = tiny_opts();
+    im_policies *p = load_src(
+        "local prev, first\n"
+        "return { name = 'fills', description = 'd', check = function(order, ctx)\n"
+        "  local f, out, reused = ctx.today.fills, {}, 0\n"
+        "  for i, x in ipairs(f) do\n"
+        "    out[#out + 1] = string.format('%s:%g:%g', x.order_id, x.price, x.commission)\n"
+        "    for j = 1, prev and #prev or 0 do\n"
+        "      if rawequal(prev[j], x) then reused = reused + 1 end\n"
+        "    end\n"
+        "  end\n"
+        "  assert(not pcall(function() f[1] = 1 end) and not pcall(function() f[1].price = 1 end))\n"
+        "  prev = f\n"
+        "  if first == nil and #f > 0 then first = f end\n"
+        "  return false, table.concat(out, ',') .. ' reused=' .. reused ..\n"
+        "    ' first=' .. (first and #first .. first[1].order_id .. first[#first].order_id or '-')\n"
+        "end }\n", &o);
+    static const struct {
+        const char *ids;   /* order ids; a ' marks a changed commission */
+        const char *want;
+    } steps[] = {
+        {"", " reused=0 first=-"},
+        {"A B", "A:100:1,B:101:1 reused=0 first=2AB"},
+        {"A B C", "A:100:1,B:101:1,C:102:1 reused=2 first=2AB"},
+        {"B C D", "B:101:1,C:102:1,D:103:1 reused=2 first=2AB"},   /* the window slid */
+        {"B C' D", "B:101:1,C:102:2,D:103:1 reused=2 first=2AB"},  /* a commission came in */
+        {"E", "E:104:1 reused=0 first=2AB"},                        /* a new day, say */
+        {"E", "E:104:1 reused=1 first=2AB"},
+    };
+    struct fixture f;
+    im_execution ex[8];
+
+    fixture_init(&f);
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        size_t n = 0;
+        im_policy_verdict v;
+        for (const char *c = steps[k].ids; *c; c++) {
+            if (*c == ' ')
+                continue;
+            if (*c == '\'') {
+                ex[n - 1].commission = 2;
+                continue;
+            }
+            set_exec(&ex[n], (char[]){*c, 0}, 100 + (*c - 'A'), 1);
+            n++;
+        }
+        f.in.fills = n > 0 ? ex : NULL;
+        f.in.nfills = n;
+        v = eval0(p, &f.in);
+        ASSERT_EQ(v.decision, IM_POLICY_DENY);
+        if (strcmp(v.reason, steps[k].want) != 0)
+            im_test_fail(__FILE__, __LINE__, "step %zu: \"%s\", want \"%s\"", k, v.reason,
+                         steps[k].want);
+    }
+    im_policies_free(p);
+}
+
 TEST(ctx_calendar_helpers) {
     struct fixture f;
     im_policies_opts o = tiny_opts();
