@@ -655,7 +655,8 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
     size_t n = 0, cap = IM_ARRAY_SIZE(small);
     unsigned long long seen = 0;
 
-    /* Each value stays on the stack below the key lua_next needs. */
+    /* Each key and value stay on the stack below a copy of the key for
+     * lua_next (a copy costs less than moving the value under the key). */
     lua_pushnil(L);                                   /* [key] */
     while (lua_next(L, idx)) {                        /* [..., key, value] */
         size_t klen;
@@ -673,11 +674,11 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
             rc = IM_EAGAIN;
             break;
         }
-        lua_insert(L, -2);                            /* [..., value, key] */
         m[n].key = k;
         m[n].klen = klen;
         m[n].item = NULL;
-        m[n++].idx = lua_gettop(L) - 1;
+        m[n++].idx = lua_gettop(L);
+        lua_pushvalue(L, -2);                         /* [..., key, value, key] */
     }
     if (rc == 0) {
         members_sort(m, n);
