@@ -794,6 +794,41 @@ static cJSON *gen_schema(lua_State *L, int idx, int depth) {
  * nulls, run, print) must take it too and print the same bytes; and the
  * writer must take most of what the full path takes with a simple schema,
  * or it would not be tested. */
+/* Writes the value at index 1 of L both ways against the compiled schema
+ * c: im_sjson_write, and the full path (from_lua, fill nulls, run, print).
+ * Whenever the writer writes, the full path must take the value too and
+ * print the same bytes; both leave the stack as it was. Returns the
+ * writer's code; *full_rc gets the full path's. what names the case. */
+static int both_ways(lua_State *L, const im_schema *c, int maxdepth, int *full_rc,
+                     const char *what) {
+    char err[512];
+    cJSON *tree = NULL;
+    im_jw w, fw;
+    int rc, frc, top = lua_gettop(L);
+
+    im_jw_init(&w);
+    im_jw_init(&fw);
+    rc = im_sjson_write(&w, L, 1, c, maxdepth);
+    ASSERT_EQ(lua_gettop(L), top);
+    ASSERT(rc == 0 || rc == IM_EAGAIN);
+    frc = im_sjson_from_lua_borrow(L, 1, c, maxdepth, &tree, err, sizeof err);
+    if (frc == 0) {
+        im_schema_fill_nulls(c, tree);
+        frc = im_schema_run(c, tree, err, sizeof err);
+        if (frc == 0)
+            ASSERT_EQ(im_jw_cjson(&fw, tree), 0);
+    }
+    ASSERT_EQ(lua_gettop(L), top);
+    if (rc == 0 && (frc != 0 || strcmp(w.buf, fw.buf) != 0))
+        im_test_fail(__FILE__, __LINE__, "%s: written \"%s\", full path \"%s\" (%s)", what,
+                     w.buf, frc == 0 ? fw.buf : "-", frc == 0 ? "ok" : err);
+    cJSON_Delete(tree);
+    im_jw_free(&w);
+    im_jw_free(&fw);
+    *full_rc = frc;
+    return rc;
+}
+
 TEST(sjson_write_matches_the_full_path) {
     im_script *sc = new_state();
     lua_State *L = im_script_state(sc);
@@ -801,11 +836,10 @@ TEST(sjson_write_matches_the_full_path) {
 
     gen_keys_init();
     for (int round = 0; round < 20000; round++) {
-        char err[512], serr[128];
-        cJSON *schema, *tree = NULL;
+        char serr[128], what[32];
+        cJSON *schema;
         im_schema *c = NULL;
-        im_jw w, fw;
-        int rc, frc, top;
+        int rc, frc;
         /* Usually the default depth limit (64); sometimes one that bites. */
         int maxdepth = rnd(10) == 0 ? 2 + (int)rnd(4) : 0;
 
@@ -823,40 +857,16 @@ TEST(sjson_write_matches_the_full_path) {
         schema = gen_schema(L, 1, 0);
         ASSERT(schema != NULL);
         ASSERT_EQ(im_schema_compile(schema, &c, serr, sizeof serr), 0);
-        top = lua_gettop(L);
-
-        im_jw_init(&w);
-        rc = im_sjson_write(&w, L, 1, c, maxdepth);
-        ASSERT_EQ(lua_gettop(L), top);
-        ASSERT(rc == 0 || rc == IM_EAGAIN);
-
-        im_jw_init(&fw);
-        frc = im_sjson_from_lua_borrow(L, 1, c, maxdepth, &tree, err, sizeof err);
-        if (frc == 0) {
-            im_schema_fill_nulls(c, tree);
-            frc = im_schema_run(c, tree, err, sizeof err);
-            if (frc == 0)
-                ASSERT_EQ(im_jw_cjson(&fw, tree), 0);
-        }
-        ASSERT_EQ(lua_gettop(L), top);
-        if (rc == 0) {
+        snprintf(what, sizeof what, "round %d", round);
+        rc = both_ways(L, c, maxdepth, &frc, what);
+        if (rc == 0)
             direct_ok++;
-            if (frc != 0)
-                im_test_fail(__FILE__, __LINE__, "round %d: written \"%s\", full path: %s",
-                             round, w.buf, err);
-            if (strcmp(w.buf, fw.buf) != 0)
-                im_test_fail(__FILE__, __LINE__, "round %d: written \"%s\", full path \"%s\"",
-                             round, w.buf, fw.buf);
-        } else {
+        else
             direct_gave_up++;
-        }
         if (frc == 0) {
             full_ok++;
             full_ok_simple += im_schema_simple(c);
         }
-        cJSON_Delete(tree);
-        im_jw_free(&w);
-        im_jw_free(&fw);
         im_schema_free(c);
         cJSON_Delete(schema);
     }
@@ -869,35 +879,19 @@ TEST(sjson_write_matches_the_full_path) {
     im_script_free(sc);
 }
 
-/* Runs both ways on the value of Lua src: the writer must match the full
- * path whenever it writes. Returns the writer's code. */
+/* both_ways on the value of Lua src against schema_text. */
 static int write_both(im_script *sc, const char *src, const char *schema_text) {
     lua_State *L = im_script_state(sc);
-    char err[512], serr[128];
-    cJSON *schema = cJSON_Parse(schema_text), *tree = NULL;
+    char serr[128];
+    cJSON *schema = cJSON_Parse(schema_text);
     im_schema *c = NULL;
-    im_jw w, fw;
     int rc, frc;
 
     ASSERT(schema != NULL);
     ASSERT_EQ(im_schema_compile(schema, &c, serr, sizeof serr), 0);
+    lua_settop(L, 0);
     eval(sc, src);
-    im_jw_init(&w);
-    im_jw_init(&fw);
-    rc = im_sjson_write(&w, L, -1, c, 0);
-    frc = im_sjson_from_lua_borrow(L, -1, c, 0, &tree, err, sizeof err);
-    if (frc == 0) {
-        im_schema_fill_nulls(c, tree);
-        frc = im_schema_run(c, tree, err, sizeof err);
-        if (frc == 0)
-            ASSERT_EQ(im_jw_cjson(&fw, tree), 0);
-    }
-    if (rc == 0 && (frc != 0 || strcmp(w.buf, fw.buf) != 0))
-        im_test_fail(__FILE__, __LINE__, "%s: written \"%s\", full path \"%s\" (%s)", src, w.buf,
-                     frc == 0 ? fw.buf : "-", frc == 0 ? "ok" : err);
-    cJSON_Delete(tree);
-    im_jw_free(&w);
-    im_jw_free(&fw);
+    rc = both_ways(L, c, 0, &frc, src);
     im_schema_free(c);
     cJSON_Delete(schema);
     lua_settop(L, 0);
