@@ -534,8 +534,8 @@ static int node_simple(const im_schema *s) {
     for (int i = 0; i < B_COUNT; i++)
         if (s->has_bound[i])
             return 0;
-    return s->konst == NULL && s->enm == NULL && !s->has_min_len && !s->has_max_len &&
-           s->pattern == NULL && !s->has_min_items && !s->has_max_items;
+    return !s->has_min_len && !s->has_max_len && s->pattern == NULL && !s->has_min_items &&
+           !s->has_max_items;
 }
 
 static int simple_deep(const im_schema *s, int depth) {
@@ -585,6 +585,30 @@ const char *im_schema_required_at(const im_schema *s, size_t k, int *prop, int *
     *prop = s->req[k].prop;
     *fill = s->req[k].fill_null;
     return s->req[k].key;
+}
+
+/* cJSON_Compare of a string node with the string str (len bytes, no NUL):
+ * the same type and the same bytes. */
+static int same_string(const cJSON *c, const char *str, size_t len) {
+    return cJSON_IsString(c) && c->valuestring != NULL && strlen(c->valuestring) == len &&
+           memcmp(c->valuestring, str, len) == 0;
+}
+
+int im_schema_enum_ok(const im_schema *s, const char *str, size_t len) {
+    const cJSON *c;
+    if (s == NULL || s->any || (s->konst == NULL && s->enm == NULL))
+        return 1;
+    if (str == NULL)
+        return -1;
+    if (s->konst != NULL && !same_string(s->konst, str, len))
+        return 0;
+    if (s->enm == NULL)
+        return 1;
+    cJSON_ArrayForEach(c, s->enm) {
+        if (same_string(c, str, len))
+            return 1;
+    }
+    return 0;
 }
 
 int im_schema_closed(const im_schema *s) { return s != NULL && !s->any && s->addl_false; }

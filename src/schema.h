@@ -51,9 +51,9 @@ int im_schema_pattern_is_fast(const im_schema *s);
 
 /* For a writer that checks a value as it builds it (im_sjson_write), without
  * a tree: the "simple" schemas are those whose every node checks no more
- * than the type, the properties, required and additionalProperties: false
- * of objects and the items of arrays - no enum, const, bounds, lengths,
- * pattern or item counts. Such a writer must give up (and leave the value
+ * than the type, const and enum, the properties, required and
+ * additionalProperties: false of objects and the items of arrays - no
+ * bounds, lengths, pattern or item counts. Such a writer must give up (and leave the value
  * to im_schema_run) on anything else, and on a missing required member
  * that im_schema_fill_nulls would not fill. s may be NULL (no check). */
 int im_schema_simple(const im_schema *s);       /* the whole tree, at load */
@@ -84,6 +84,11 @@ int im_schema_required_met(const im_schema *s, unsigned long long seen);
  * last: *prop its property's index (or -1), *fill whether
  * im_schema_fill_nulls adds it as null when it is missing. */
 const char *im_schema_required_at(const im_schema *s, size_t k, int *prop, int *fill);
+/* Whether a value passes s's const and enum: 1 yes (or s has neither), 0
+ * no, -1 cannot say without a tree (str NULL: the value is not a string). A
+ * string of len bytes matches a string member with the same bytes, as
+ * cJSON_Compare has it. */
+int im_schema_enum_ok(const im_schema *s, const char *str, size_t len);
 /* additionalProperties: false */
 int im_schema_closed(const im_schema *s);
 /* The schema every element is checked against (items), or NULL. */

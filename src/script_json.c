@@ -605,7 +605,8 @@ int im_sjson_from_lua_borrow(lua_State *L, int idx, const im_schema *schema, int
  * The same walk as conv_value, writing instead of building: values on the
  * stack, members sorted by key, each written with the writer cJSON's tree
  * would have gone through (im_jw_str, im_jw_num). The schema is checked as
- * run() checks it, for the simple keywords only (im_schema_simple). Every
+ * run() checks it, for the simple keywords only (im_schema_simple; const
+ * and enum for string values only). Every
  * doubt gives up with IM_EAGAIN; the full path then finds the same value
  * good (and writes the same text) or says what is wrong with it.
  * ------------------------------------------------------------------- */
@@ -636,7 +637,7 @@ static int w_fill_nulls(struct wconv *c, const im_schema *s, unsigned long long 
         if (!fill || (p >= 0 && p < 64 && (*seen >> p & 1)))
             continue;
         if (p < 0 || p >= 64 || !im_schema_node_simple(ps) ||
-            !im_schema_type_ok(ps, IM_SCHEMA_NULL))
+            !im_schema_type_ok(ps, IM_SCHEMA_NULL) || im_schema_enum_ok(ps, NULL, 0) != 1)
             return IM_EAGAIN;
         if (wrote++)
             im_jw_raw(c->w, ",", 1);
@@ -778,7 +779,7 @@ static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, in
     case LUA_TSTRING: {
         size_t len;
         const char *str = lua_tolstring(L, idx, &len);
-        if (!w_text_ok(str, len))
+        if (!w_text_ok(str, len) || (checked && im_schema_enum_ok(s, str, len) != 1))
             return IM_EAGAIN;
         kinds = IM_SCHEMA_STRING;
         im_jw_str(c->w, str, len);
@@ -810,8 +811,10 @@ static int w_value(struct wconv *c, int idx, const im_schema *s, int checked, in
     default:
         return IM_EAGAIN;
     }
-    if (rc == 0 && checked && !im_schema_type_ok(s, kinds))
-        rc = IM_EAGAIN;
+    if (rc == 0 && checked &&
+        (!im_schema_type_ok(s, kinds) ||
+         (kinds != IM_SCHEMA_STRING && im_schema_enum_ok(s, NULL, 0) != 1)))
+        rc = IM_EAGAIN;   /* const and enum are told for strings only */
     return rc;
 }
 

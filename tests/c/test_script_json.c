@@ -988,6 +988,14 @@ TEST(sjson_write_edges) {
                          "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\"},"
                          "\"properties\":{\"a\":{}}}"),
               0);
+    /* const and enum: told for strings, left to the full path otherwise. */
+    static const char states[] = "{\"type\":\"object\",\"properties\":{\"s\":{\"enum\":"
+                                 "[\"on\",\"off\",2]},\"c\":{\"const\":\"x\"}}}";
+    ASSERT_EQ(write_both(sc, "return {s = 'on', c = 'x'}", states), 0);
+    ASSERT_EQ(write_both(sc, "return {s = 'onn'}", states), IM_EAGAIN);
+    ASSERT_EQ(write_both(sc, "return {s = 'o'}", states), IM_EAGAIN);
+    ASSERT_EQ(write_both(sc, "return {c = 'y'}", states), IM_EAGAIN);
+    ASSERT_EQ(write_both(sc, "return {s = 2}", states), IM_EAGAIN);
     /* Keywords it does not check, deep down: left to the full path. */
     ASSERT_EQ(write_both(sc, "return {a = {b = {c = 5}}}",
                          "{\"properties\":{\"a\":{\"properties\":{\"b\":{\"properties\":"
