@@ -75,6 +75,7 @@ static const char *path_or(const char *path) { return *path ? path : "the value"
 typedef struct sc_prop {
     const char *key;      /* points into the source schema */
     size_t klen;
+    char *quoted;         /* owned: ,"key": when the key needs no escaping, else NULL */
     im_schema *s;         /* owned */
 } sc_prop;
 
@@ -299,6 +300,25 @@ static int find_prop_next(const im_schema *s, const char *key, size_t klen, int 
 static int compile_node(const cJSON *src, im_schema **out, int depth);
 static int node_simple(const im_schema *s);
 
+/* The member prefix a JSON writer puts before the property's value, for a
+ * key that JSON escaping leaves as it is (no control byte, quote or
+ * backslash): a writer copies it instead of escaping the key each time. */
+static int quote_key(sc_prop *p) {
+    for (size_t i = 0; i < p->klen; i++) {
+        unsigned char c = (unsigned char)p->key[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            return 0;
+    }
+    p->quoted = malloc(p->klen + 5);
+    if (p->quoted == NULL)
+        return IM_ENOMEM;
+    p->quoted[0] = ',';
+    p->quoted[1] = '"';
+    memcpy(p->quoted + 2, p->key, p->klen);
+    memcpy(p->quoted + 2 + p->klen, "\":", 3);   /* with the NUL */
+    return 0;
+}
+
 static double num_kw(const cJSON *src, const char *kw, int *has) {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(src, kw);
     *has = cJSON_IsNumber(b);
@@ -337,7 +357,8 @@ static int compile_object_part(im_schema *s, const cJSON *src, int depth) {
                 continue;
             s->props[s->nprops].key = e->string;
             s->props[s->nprops].klen = strlen(e->string);
-            if (compile_node(e, &s->props[s->nprops++].s, depth + 1) != 0)
+            if (quote_key(&s->props[s->nprops]) != 0 ||
+                compile_node(e, &s->props[s->nprops++].s, depth + 1) != 0)
                 return IM_ENOMEM;
         }
         qsort(s->props, s->nprops, sizeof *s->props, prop_cmp);
@@ -451,8 +472,10 @@ void im_schema_free(im_schema *s) {
     if (s->re_ok)
         regfree(&s->re);
     free(s->fast);
-    for (size_t i = 0; i < s->nprops; i++)
+    for (size_t i = 0; i < s->nprops; i++) {
         im_schema_free(s->props[i].s);
+        free(s->props[i].quoted);
+    }
     free(s->props);
     free(s->req);
     im_schema_free(s->addl);
@@ -566,6 +589,15 @@ int im_schema_prop_index(const im_schema *s, const char *key, size_t klen, int *
 
 const im_schema *im_schema_prop_at(const im_schema *s, int i) {
     return s != NULL && i >= 0 && (size_t)i < s->nprops ? s->props[i].s : NULL;
+}
+
+const char *im_schema_prop_quoted(const im_schema *s, int i, size_t *len) {
+    const sc_prop *p;
+    if (s == NULL || i < 0 || (size_t)i >= s->nprops || s->props[i].quoted == NULL)
+        return NULL;
+    p = &s->props[i];
+    *len = p->klen + 4;
+    return p->quoted;
 }
 
 int im_schema_required_met(const im_schema *s, unsigned long long seen) {

@@ -76,6 +76,10 @@ int im_schema_type_ok(const im_schema *s, unsigned kinds);
  * order cheap (start it at 0). */
 int im_schema_prop_index(const im_schema *s, const char *key, size_t klen, int *next);
 const im_schema *im_schema_prop_at(const im_schema *s, int i);
+/* Property i's key as a JSON writer puts it after a previous member:
+ * ,"key": (len bytes, NUL-terminated, owned by s); skip the comma for the
+ * first member. NULL when the key would need escaping. */
+const char *im_schema_prop_quoted(const im_schema *s, int i, size_t *len);
 /* Whether an object with properties seen (bit i for property i) has every
  * required member; 0 when that cannot be told from the bits (a required
  * name that is not among the first 64 properties). */

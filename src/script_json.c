@@ -292,13 +292,29 @@ static int conv_value(struct conv *c, int idx, const im_schema *schema, int dept
 struct member {
     const char *key; /* points into the Lua key, kept alive by the table */
     size_t klen;
+    uint64_t head;   /* member_head of the key */
     cJSON *item;
     int idx;
 };
 
-static int member_cmp(const void *a, const void *b) {
-    return strcmp(((const struct member *)a)->key, ((const struct member *)b)->key);
+/* The key's first eight bytes as a big-endian number, zero-padded: for
+ * keys without NUL bytes (the only ones sorted) numbers that differ order
+ * as strcmp orders the keys, so most comparisons need no strcmp. */
+static uint64_t member_head(const char *k, size_t klen) {
+    uint64_t h = 0;
+    size_t n = klen < 8 ? klen : 8;
+    for (size_t i = 0; i < n; i++)
+        h |= (uint64_t)(unsigned char)k[i] << (56 - 8 * i);
+    return h;
 }
+
+static int member_order(const struct member *a, const struct member *b) {
+    if (a->head != b->head)
+        return a->head < b->head ? -1 : 1;
+    return a->klen <= 8 && b->klen <= 8 ? 0 : strcmp(a->key, b->key);
+}
+
+static int member_cmp(const void *a, const void *b) { return member_order(a, b); }
 
 /* Deletes the items and frees m unless it is the caller's stack array. */
 static void members_free(struct member *m, size_t n, struct member *small) {
@@ -355,7 +371,7 @@ static void members_sort(struct member *m, size_t n) {
     for (size_t i = 1; i < n; i++) {
         struct member x = m[i];
         size_t j = i;
-        for (; j > 0 && strcmp(m[j - 1].key, x.key) > 0; j--)
+        for (; j > 0 && member_order(&m[j - 1], &x) > 0; j--)
             m[j] = m[j - 1];
         m[j] = x;
     }
@@ -399,6 +415,7 @@ static int conv_object(struct conv *c, int idx, const im_schema *schema, int dep
         if (rc != 0)
             break;
         m[n].klen = klen;
+        m[n].head = member_head(k, klen);
         m[n].idx = 0;
         m[n++].key = k;
         lua_pop(L, 1);                                /* [key] */
@@ -677,6 +694,7 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
         }
         m[n].key = k;
         m[n].klen = klen;
+        m[n].head = member_head(k, klen);
         m[n].item = NULL;
         m[n++].idx = lua_gettop(L);
         lua_pushvalue(L, -2);                         /* [..., key, value, key] */
@@ -687,10 +705,16 @@ static int w_object(struct wconv *c, int idx, const im_schema *s, int checked, i
         for (size_t i = 0; i < n && rc == 0; i++) {
             int p = im_schema_prop_index(s, m[i].key, m[i].klen, &next);
             const im_schema *sub;
-            if (i > 0)
-                im_jw_raw(c->w, ",", 1);
-            im_jw_str(c->w, m[i].key, m[i].klen);
-            im_jw_raw(c->w, ":", 1);
+            size_t qlen;
+            const char *q = p >= 0 ? im_schema_prop_quoted(s, p, &qlen) : NULL;
+            if (q != NULL) {
+                im_jw_raw(c->w, q + (i == 0), qlen - (i == 0));
+            } else {
+                if (i > 0)
+                    im_jw_raw(c->w, ",", 1);
+                im_jw_str(c->w, m[i].key, m[i].klen);
+                im_jw_raw(c->w, ":", 1);
+            }
             if (p >= 0) {
                 sub = im_schema_prop_at(s, p);
                 if (p < 64)

@@ -1003,3 +1003,65 @@ TEST(sjson_write_edges) {
               IM_EAGAIN);
     im_script_free(sc);
 }
+
+/* Members come out in strcmp order of their keys, both ways: keys that
+ * share their first eight bytes or differ only past them, non-ASCII bytes,
+ * keys that need escaping (no prepared prefix) and objects past the
+ * insertion sort's 16. The output is read back and its keys checked. */
+TEST(sjson_members_sorted_by_key) {
+    static const char *const keys[] = {
+        "", "a", "Z", "~", "abcdefg", "abcdefgh", "abcdefgha", "abcdefghb", "abcdefgh~",
+        "abcdefghij", "abcdefgi", "abcdefgh\xc3\xa9", "\xc3\xa9", "abcdefg\x7f", "a\"b",
+        "q\\", "abcdefghabcdefgh", "abcdefghabcdefgg", "k01", "k02", "k03", "k04", "k05", "k06"};
+    im_script *sc = new_state();
+    lua_State *L = im_script_state(sc);
+    cJSON *schema = cJSON_CreateObject(), *props = cJSON_AddObjectToObject(schema, "properties");
+    im_schema *c = NULL;
+    char serr[128];
+    size_t nk = IM_ARRAY_SIZE(keys);
+
+    for (size_t k = 0; k < nk; k++)
+        cJSON_AddItemToObject(props, keys[k], cJSON_CreateObject());
+    ASSERT_EQ(im_schema_compile(schema, &c, serr, sizeof serr), 0);
+    for (int round = 0; round < 400; round++) {
+        int frc, pick = 0;
+        unsigned want = 1 + rnd((unsigned)nk);
+        const cJSON *e, *prev = NULL;
+        im_jw w;
+        cJSON *back;
+
+        lua_settop(L, 0);
+        lua_newtable(L);
+        for (size_t k = 0; k < nk; k++) {
+            size_t at = rnd((unsigned)nk);   /* from a random place */
+            if (rnd((unsigned)nk) >= want)
+                continue;
+            lua_pushinteger(L, (lua_Integer)at);
+            lua_setfield(L, 1, keys[at]);
+        }
+        ASSERT_EQ(both_ways(L, c, 0, &frc, "sorted keys"), 0);
+        ASSERT_EQ(frc, 0);
+        im_jw_init(&w);
+        ASSERT_EQ(im_sjson_write(&w, L, 1, c, 0), 0);
+        back = cJSON_Parse(w.buf);
+        ASSERT(cJSON_IsObject(back));
+        cJSON_ArrayForEach(e, back) {
+            if (prev != NULL && strcmp(prev->string, e->string) >= 0)
+                im_test_fail(__FILE__, __LINE__, "\"%s\" came before \"%s\" in %s", prev->string,
+                             e->string, w.buf);
+            prev = e;
+            pick++;
+        }
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            lua_pop(L, 1);
+            pick--;
+        }
+        ASSERT_EQ(pick, 0);
+        cJSON_Delete(back);
+        im_jw_free(&w);
+    }
+    im_schema_free(c);
+    cJSON_Delete(schema);
+    im_script_free(sc);
+}
