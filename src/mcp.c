@@ -1116,10 +1116,33 @@ static void handle_message(im_mcp *m, const cJSON *msg, const char *line, size_t
         send_null_error(m, b, JSONRPC_INVALID_REQUEST, "Invalid Request: expected a JSON object");
         return;
     }
-    id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    method = cJSON_GetObjectItemCaseSensitive(msg, "method");
-    params = cJSON_GetObjectItemCaseSensitive(msg, "params");
-    jv = cJSON_GetObjectItemCaseSensitive(msg, "jsonrpc");
+    /* The four members in one walk, each the first of its name as
+     * cJSON_GetObjectItemCaseSensitive finds it (four lookups were a
+     * tenth of a request's parsing). */
+    id = method = params = jv = NULL;
+    for (const cJSON *e = msg->child; e != NULL; e = e->next) {
+        const char *k = e->string;
+        if (k == NULL)
+            continue;
+        switch (k[0]) {
+        case 'i':
+            if (id == NULL && strcmp(k, "id") == 0)
+                id = e;
+            break;
+        case 'm':
+            if (method == NULL && strcmp(k, "method") == 0)
+                method = e;
+            break;
+        case 'p':
+            if (params == NULL && strcmp(k, "params") == 0)
+                params = e;
+            break;
+        case 'j':
+            if (jv == NULL && strcmp(k, "jsonrpc") == 0)
+                jv = e;
+            break;
+        }
+    }
 
     /* JSON-RPC ids are strings or integers; anything else is answered as
      * an invalid request (with id null: we cannot echo what we refuse). */
