@@ -1121,27 +1121,16 @@ static void handle_message(im_mcp *m, const cJSON *msg, const char *line, size_t
      * tenth of a request's parsing). */
     id = method = params = jv = NULL;
     for (const cJSON *e = msg->child; e != NULL; e = e->next) {
-        const char *k = e->string;
-        if (k == NULL)
-            continue;
-        switch (k[0]) {
-        case 'i':
-            if (id == NULL && strcmp(k, "id") == 0)
-                id = e;
-            break;
-        case 'm':
-            if (method == NULL && strcmp(k, "method") == 0)
-                method = e;
-            break;
-        case 'p':
-            if (params == NULL && strcmp(k, "params") == 0)
-                params = e;
-            break;
-        case 'j':
-            if (jv == NULL && strcmp(k, "jsonrpc") == 0)
-                jv = e;
-            break;
+        const char *k = e->string, *name = NULL;
+        const cJSON **slot = NULL;
+        switch (k != NULL ? k[0] : 0) {
+        case 'i': slot = &id, name = "id"; break;
+        case 'm': slot = &method, name = "method"; break;
+        case 'p': slot = &params, name = "params"; break;
+        case 'j': slot = &jv, name = "jsonrpc"; break;
         }
+        if (slot != NULL && *slot == NULL && strcmp(k, name) == 0)
+            *slot = e;
     }
 
     /* JSON-RPC ids are strings or integers; anything else is answered as
