@@ -170,54 +170,141 @@ static void journal_add_token(im_journal *j, const char *hex) {
     memcpy(j->tokens[j->ntokens++], hex, IM_JOURNAL_HASH_HEX);
 }
 
+/* The kinds of record journal_apply reads; the others (previews, fills,
+ * start-ups, ...) change nothing it keeps. */
+enum jkind {
+    JK_OTHER,
+    JK_HALT,
+    JK_RESUME,
+    JK_ORDER_SENT,
+    JK_ORDER_ACK,
+    JK_PLACE_ERROR,
+    JK_RECONCILED,
+    JK_PLACE_REJECT,
+    JK_REDEEM,
+};
+
+static const struct {
+    const char *name;
+    enum jkind kind;
+} journal_kinds[] = {
+    {"halt", JK_HALT},           {"resume", JK_RESUME},         {"order_sent", JK_ORDER_SENT},
+    {"order_ack", JK_ORDER_ACK}, {"place_error", JK_PLACE_ERROR}, {"reconciled", JK_RECONCILED},
+    {"place_reject", JK_PLACE_REJECT}, {"redeem", JK_REDEEM},
+};
+
+static enum jkind journal_kind(const char *k, size_t n) {
+    for (size_t i = 0; i < IM_ARRAY_SIZE(journal_kinds); i++)
+        if (strlen(journal_kinds[i].name) == n && memcmp(journal_kinds[i].name, k, n) == 0)
+            return journal_kinds[i].kind;
+    return JK_OTHER;
+}
+
+/* Whether a record of kind k changes the state (an earlier day's file is
+ * read for the kill switch only). */
+static int journal_applies(const im_journal *j, enum jkind k) {
+    return j->halt_only ? k == JK_HALT || k == JK_RESUME : k != JK_OTHER;
+}
+
 /* Applies one record to the state. */
 static void journal_apply(im_journal *j, const cJSON *rec) {
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(rec, "kind");
-    const char *k = cJSON_IsString(kind) ? kind->valuestring : "";
-    if (strcmp(k, "halt") == 0) {
+    const char *ks = cJSON_IsString(kind) ? kind->valuestring : "";
+    enum jkind k = journal_kind(ks, strlen(ks));
+
+    if (!journal_applies(j, k))
+        return;
+    switch (k) {
+    case JK_HALT: {
         const cJSON *why = cJSON_GetObjectItemCaseSensitive(rec, "reason");
         j->st.halted = 1;
         j->st.halts++;
-        im_text_copy(j->st.halt_reason, sizeof j->st.halt_reason, cJSON_IsString(why) ? why->valuestring : "halted (no reason recorded)");
-        return;
+        im_text_copy(j->st.halt_reason, sizeof j->st.halt_reason,
+                     cJSON_IsString(why) ? why->valuestring : "halted (no reason recorded)");
+        break;
     }
-    if (strcmp(k, "resume") == 0) {
+    case JK_RESUME:
         j->st.halted = 0;
         j->st.halt_reason[0] = '\0';
         j->st.consecutive_rejects = 0;
-        return;
-    }
-    if (j->halt_only)
-        return;
-    if (strcmp(k, "order_sent") == 0) {
+        break;
+    case JK_ORDER_SENT: {
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(rec, "notional");
         j->st.orders++;
         if (cJSON_IsNumber(n))
             j->st.notional += n->valuedouble;
         journal_add_sent(j, rec);
         journal_track_ref(j, rec, 1);
-    } else if (strcmp(k, "order_ack") == 0 || strcmp(k, "place_error") == 0 ||
-               strcmp(k, "reconciled") == 0) {
-        journal_track_ref(j, rec, 0);
+        break;
+    }
+    case JK_ORDER_ACK: {
         /* The consecutive-reject breaker: a broker rejection counts, an
          * accepted order resets the run. */
-        if (strcmp(k, "place_error") == 0)
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
+        journal_track_ref(j, rec, 0);
+        if (cJSON_IsString(st) && strcmp(st->valuestring, "REJECTED") == 0)
             j->st.consecutive_rejects++;
-        else if (strcmp(k, "order_ack") == 0) {
-            const cJSON *st = cJSON_GetObjectItemCaseSensitive(rec, "status");
-            if (cJSON_IsString(st) && strcmp(st->valuestring, "REJECTED") == 0)
-                j->st.consecutive_rejects++;
-            else
-                j->st.consecutive_rejects = 0;
-        }
-    } else if (strcmp(k, "place_reject") == 0) {
+        else
+            j->st.consecutive_rejects = 0;
+        break;
+    }
+    case JK_PLACE_ERROR:
+        journal_track_ref(j, rec, 0);
+        j->st.consecutive_rejects++;
+        break;
+    case JK_RECONCILED:
+        journal_track_ref(j, rec, 0);
+        break;
+    case JK_PLACE_REJECT:
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "breaker")))
             j->st.consecutive_rejects++;
-    } else if (strcmp(k, "redeem") == 0) {
+        break;
+    case JK_REDEEM: {
         const cJSON *h = cJSON_GetObjectItemCaseSensitive(rec, "token_hash");
         if (cJSON_IsString(h))
             journal_add_token(j, h->valuestring);
+        break;
     }
+    case JK_OTHER:
+        break;
+    }
+}
+
+/* A line as the journal writes it begins {"time":"...","t":N,"kind":"K";
+ * its kind then comes without a parse. 0 with *kind set, or -1 for a line
+ * that begins any other way (a K with escapes or capitals among them). */
+static int journal_line_kind(const char *p, size_t n, enum jkind *kind) {
+    static const char head[] = "{\"time\":\"", t[] = "\",\"t\":", k[] = ",\"kind\":\"";
+    const char *e = p + n, *q;
+    if (n < sizeof head - 1 || memcmp(p, head, sizeof head - 1) != 0)
+        return -1;
+    p += sizeof head - 1;
+    q = memchr(p, '"', (size_t)(e - p));
+    if (q == NULL || memchr(p, '\\', (size_t)(q - p)) != NULL)
+        return -1;
+    p = q;
+    if ((size_t)(e - p) < sizeof t - 1 || memcmp(p, t, sizeof t - 1) != 0)
+        return -1;
+    p += sizeof t - 1;
+    while (p < e && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                     *p == 'e' || *p == 'E'))
+        p++;
+    if ((size_t)(e - p) < sizeof k - 1 || memcmp(p, k, sizeof k - 1) != 0)
+        return -1;
+    p += sizeof k - 1;
+    for (q = p; q < e && ((*q >= 'a' && *q <= 'z') || *q == '_'); q++)
+        ;
+    if (q == e || *q != '"')
+        return -1;
+    *kind = journal_kind(p, (size_t)(q - p));
+    return 0;
+}
+
+/* A line at p (in buf, read from j->offset) that is not a whole record. */
+static void journal_torn(im_journal *j, const char *buf, const char *p) {
+    im_warn("journal %s: skipped an unreadable line at byte %lld (a torn record)", j->path,
+            (long long)(j->offset + (p - buf)));
+    j->st.torn_lines++;
 }
 
 /* Reads fd from j->offset up to size and applies every complete line.
@@ -227,6 +314,7 @@ static void journal_apply(im_journal *j, const cJSON *rec) {
 static int journal_consume(im_journal *j, int fd, off_t size, int startup) {
     size_t len;
     char *buf, *p, *end;
+    enum jkind kind;
     if (size <= j->offset)
         return 0;
     len = (size_t)(size - j->offset);
@@ -263,13 +351,19 @@ static int journal_consume(im_journal *j, int fd, off_t size, int startup) {
             break;
         }
         *nl = '\0';
+        /* Most records change nothing kept here (previews, fills, start-ups):
+         * such a one is only checked to be whole JSON, which costs a
+         * fraction of a parse, so that a torn one is reported as before. */
+        if (journal_line_kind(p, (size_t)(nl - p), &kind) == 0 && !journal_applies(j, kind)) {
+            if (im_text_json_len(p, (size_t)(nl - p)) == 0)
+                journal_torn(j, buf, p);
+            p = nl + 1;
+            continue;
+        }
         rec = cJSON_ParseWithLength(p, (size_t)(nl - p));
         if (rec == NULL || !cJSON_IsObject(rec)) {
-            if (nl > p) {
-                im_warn("journal %s: skipped an unreadable line at byte %lld (a torn record)",
-                        j->path, (long long)(j->offset + (p - buf)));
-                j->st.torn_lines++;
-            }
+            if (nl > p)
+                journal_torn(j, buf, p);
         } else {
             journal_apply(j, rec);
         }

@@ -1,7 +1,8 @@
 /* text.h: small UTF-8 helpers for text that leaves the server. Messages are
  * built with snprintf, which cuts by bytes and can split a character, and
  * some of them quote what a client sent; whatever reaches JSON output must
- * be valid UTF-8. No dependencies. */
+ * be valid UTF-8. Also a JSON syntax check that builds nothing. No
+ * dependencies. */
 #ifndef IM_TEXT_H
 #define IM_TEXT_H
 
@@ -21,6 +22,13 @@ size_t im_text_sanitize(char *s);
  * splitting a UTF-8 sequence; invalid bytes become '?'. Returns the bytes
  * written, not counting the NUL. */
 size_t im_text_copy(char *dst, size_t dstlen, const char *src);
+/* The length of the JSON value (RFC 8259, nested at most 1000 deep, as
+ * cJSON allows) at the start of s (n bytes), leading whitespace counted;
+ * 0 when s does not start with one. What follows the value is not looked
+ * at, as cJSON_ParseWithLength does not look. For text that only needs to
+ * be known to be whole JSON: no tree is built and nothing is allocated.
+ * Raw control characters in strings are refused, as the RFC has it. */
+size_t im_text_json_len(const char *s, size_t n);
 
 /* Word-at-a-time scanning (SWAR) for the long runs of plain ASCII in every
  * request line and reply: eight bytes per step instead of one. Each *8

@@ -1,8 +1,12 @@
-/* test_text.c: UTF-8 clipping and sanitizing. */
+/* test_text.c: UTF-8 clipping and sanitizing; the JSON syntax check. */
 #include "test.h"
+#include "common.h"
 #include "text.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 TEST(copy_never_splits_a_character) {
     char out[8];
@@ -74,4 +78,111 @@ TEST(word_masks_agree_with_a_byte_loop) {
                 memcpy(&x, b, 8);
                 check_word(x);
             }
+}
+
+/* ---- the JSON syntax check ---------------------------------------------- */
+
+static unsigned g_seed = 777;
+static unsigned rnd(unsigned n) {
+    g_seed = g_seed * 1103515245u + 12345u;
+    return (g_seed >> 16) % n;
+}
+
+/* Appends a random JSON value to out (at least 8 KiB free). */
+static void gen_json(char *out, size_t *len, int depth) {
+    static const char *const atoms[] = {
+        "0", "-1", "3.25", "1e9", "-0.5E-3", "true", "false", "null", "\"\"", "\"NVDA\"",
+        "\"a \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"", "\"\\u00e9\\uD83D\\uDE00\"", "\"caf\xc3\xa9\"",
+        "\"a long string of plain text that runs past eight bytes\""};
+    static const char *const ws[] = {"", "", " ", "\n\t ", "\r\n"};
+    unsigned k = depth > 4 ? 0 : rnd(4);
+    size_t n;
+    if (k < 2) {
+        const char *a = atoms[rnd(IM_ARRAY_SIZE(atoms))];
+        memcpy(out + *len, a, strlen(a));
+        *len += strlen(a);
+        return;
+    }
+    out[(*len)++] = k == 2 ? '[' : '{';
+    n = rnd(4);
+    for (size_t i = 0; i < n; i++) {
+        const char *w = ws[rnd(IM_ARRAY_SIZE(ws))];
+        if (i > 0)
+            out[(*len)++] = ',';
+        memcpy(out + *len, w, strlen(w));
+        *len += strlen(w);
+        if (k == 3) {
+            *len += (size_t)sprintf(out + *len, "\"k%u\"%s:", rnd(100), ws[rnd(3)]);
+        }
+        gen_json(out, len, depth + 1);
+    }
+    out[(*len)++] = k == 2 ? ']' : '}';
+    out[*len] = '\0';
+}
+
+/* im_text_json_len against cJSON: whatever it takes, cJSON takes, at the
+ * same length; no strict prefix of a container, string or literal is
+ * taken by either; what follows a value is not looked at. */
+TEST(json_len_agrees_with_cjson) {
+    static char doc[16384], buf[16400];
+    for (int round = 0; round < 3000; round++) {
+        size_t len = 0;
+        const char *end = NULL;
+        cJSON *v;
+        gen_json(doc, &len, 0);
+        doc[len] = '\0';
+        ASSERT_EQ(im_text_json_len(doc, len), len);
+        v = cJSON_ParseWithLengthOpts(doc, len, &end, 0);
+        ASSERT(v != NULL);
+        ASSERT_EQ((size_t)(end - doc), len);
+        cJSON_Delete(v);
+        /* Trailing bytes are left alone. */
+        memcpy(buf, doc, len);
+        memcpy(buf + len, " }x", 4);
+        ASSERT_EQ(im_text_json_len(buf, len + 3), len);
+        /* A cut: a container, string or literal cut short is not JSON. */
+        if (strchr("[{\"tfn", doc[0]) != NULL) {
+            size_t cut = rnd((unsigned)len);
+            ASSERT_EQ(im_text_json_len(doc, cut), 0);
+            v = cJSON_ParseWithLength(doc, cut);
+            ASSERT(v == NULL);
+        }
+        /* A changed byte: taken only if cJSON takes it too. */
+        memcpy(buf, doc, len + 1);
+        buf[rnd((unsigned)len)] = "{}[]\":,\\ 0a-.eE\x01"[rnd(17)];
+        if (im_text_json_len(buf, len) != 0 && strstr(buf, "\\u") == NULL) {
+            v = cJSON_ParseWithLength(buf, len);
+            if (v == NULL)
+                im_test_fail(__FILE__, __LINE__, "taken, but cJSON refuses: %s", buf);
+            cJSON_Delete(v);
+        }
+    }
+}
+
+TEST(json_len_edges) {
+    static char deep[2100];
+    static const char *const bad[] = {
+        "", " ", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{1:2}", "[1 2]", "-", "1.", "1e", ".5",
+        "+1", "\"a\tb\"", "\"\\x\"", "\"\\u12g4\"", "\"open", "tru", "nul", "[", "{", "{\"a\"",
+        "\"\\\"", "[[]"};
+    for (size_t i = 0; i < IM_ARRAY_SIZE(bad); i++)
+        if (im_text_json_len(bad[i], strlen(bad[i])) != 0)
+            im_test_fail(__FILE__, __LINE__, "took %s", bad[i]);
+    ASSERT_EQ(im_text_json_len(" \n{} ", 5), 4);   /* the leading space counted */
+    ASSERT_EQ(im_text_json_len("01", 2), 1);   /* 0, then what follows */
+    {
+        static const char nested[] = "[1, {\"a\": [true, null]}]";
+        ASSERT_EQ(im_text_json_len(nested, sizeof nested - 1), sizeof nested - 1);
+    }
+    ASSERT_EQ(im_text_json_len(NULL, 0), 0);
+    /* Nesting: 1000 deep is taken, as cJSON takes it; 1001 is not. */
+    for (int d = 1000; d <= 1001; d++) {
+        cJSON *v;
+        memset(deep, '[', (size_t)d);
+        memset(deep + d, ']', (size_t)d);
+        ASSERT_EQ(im_text_json_len(deep, 2 * (size_t)d), (size_t)(d == 1000 ? 2000 : 0));
+        v = cJSON_ParseWithLength(deep, 2 * (size_t)d);
+        ASSERT((v != NULL) == (d == 1000));
+        cJSON_Delete(v);
+    }
 }

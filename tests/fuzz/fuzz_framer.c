@@ -7,7 +7,9 @@
  * Every line and overflow is compared with a model that splits the whole
  * stream at once, so the result may not depend on how it was read; every
  * line then goes through im_rpc_line_check, whose refusals must carry a
- * sentence and whose passes must not let cJSON read a NUL into a string. */
+ * sentence and whose passes must not let cJSON read a NUL into a string,
+ * and through im_text_json_len (text.h), whose every value cJSON must read
+ * to the same byte. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "rpc.h"
+#include "text.h"
 
 typedef struct model {
     const char *data;   /* the whole stream */
@@ -71,6 +74,20 @@ static void on_line(void *ud, const char *line, size_t len) {
     if (len != want || line[len] != '\0' || memcmp(line, m->data + m->pos, len) != 0)
         abort();
     m->pos += seg + (size_t)term;
+
+    /* A value the syntax check takes is one cJSON reads (\u escapes aside:
+     * cJSON refuses a lone surrogate the grammar allows), and as far, but
+     * for a bare number: cJSON reads on through digits and signs ("00"). */
+    if ((want = im_text_json_len(line, len)) != 0 && memmem(line, len, "\\u", 2) == NULL) {
+        const char *end = NULL, *first = line + strspn(line, " \t\r\n");
+        cJSON *v = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+        if (v == NULL || (end != line + want && strchr("{[\"tfn", *first) != NULL)) {
+            fprintf(stderr, "fuzz_framer: im_text_json_len took %zu bytes cJSON reads %s: %.*s\n",
+                    want, v == NULL ? "not at all" : "otherwise", (int)len, line);
+            abort();
+        }
+        cJSON_Delete(v);
+    }
 
     if (im_rpc_line_check(line, len, &why) != 0) {
         if (why == NULL || why[0] == '\0')
