@@ -91,7 +91,7 @@ struct im_schema {
     int any;                  /* not an object, or true: every value passes */
     int has_type;
     unsigned kinds;           /* K_* the type keyword allows */
-    char want[128];           /* the type list as a sentence: "string or null" */
+    const cJSON *type;        /* borrowed: the type keyword, for messages (want_text) */
     const cJSON *konst, *enm; /* borrowed */
     int has_bound[B_COUNT];
     double bound[B_COUNT];
@@ -110,7 +110,7 @@ struct im_schema {
     int any_fill_null;
     int addl_false;
     im_schema *addl;          /* an object-valued additionalProperties (hint only) */
-    char names[160];          /* the properties, in schema order, for a message */
+    const cJSON *props_src;   /* borrowed: "properties", for messages (names_text) */
     /* arrays */
     im_schema *items;         /* the object form */
     im_schema **tuple;        /* the array form (hint only) */
@@ -337,12 +337,7 @@ static int compile_object_part(im_schema *s, const cJSON *src, int depth) {
         return IM_ENOMEM;
     if (!cJSON_IsObject(props))
         props = NULL;
-    /* The message lists every key under "properties", in order. */
-    cJSON_ArrayForEach(e, props) {
-        size_t l = strlen(s->names);
-        snprintf(s->names + l, sizeof s->names - l, "%s%s", l ? ", " : "",
-                 e->string ? e->string : "");
-    }
+    s->props_src = props;
     if (props != NULL && (n = cJSON_GetArraySize(props)) > 0) {
         s->props = calloc((size_t)n, sizeof *s->props);
         if (s->props == NULL)
@@ -428,17 +423,15 @@ static int compile_node(const cJSON *src, im_schema **out, int depth) {
     if (cJSON_IsString(t)) {
         s->has_type = 1;
         s->kinds = kind_bit(t->valuestring);
-        snprintf(s->want, sizeof s->want, "%s", t->valuestring);
+        s->type = t;
         s->wants_array = strcmp(t->valuestring, "array") == 0;
     } else if (cJSON_IsArray(t)) {
         const cJSON *e;
         s->has_type = 1;
+        s->type = t;
         cJSON_ArrayForEach(e, t) {
-            if (!cJSON_IsString(e))
-                continue;
-            size_t l = strlen(s->want);
-            s->kinds |= kind_bit(e->valuestring);
-            snprintf(s->want + l, sizeof s->want - l, "%s%s", l ? " or " : "", e->valuestring);
+            if (cJSON_IsString(e))
+                s->kinds |= kind_bit(e->valuestring);
         }
         s->wants_array = (s->kinds & K_ARRAY) && !(s->kinds & K_OBJECT);
     }
@@ -686,12 +679,42 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *path, con
 
 static int run(const im_schema *s, const cJSON *v, sc_path *path, char *err, size_t errlen);
 
+/* The type list as a sentence, "string or null", into want (128 bytes, as
+ * it was kept before it was made only when a message needs it: a compiled
+ * node is written at start-up, and every page start-up first touches costs
+ * on a small VM). */
+static void want_text(const im_schema *s, char want[128]) {
+    const cJSON *e;
+    want[0] = '\0';
+    if (cJSON_IsString(s->type)) {
+        snprintf(want, 128, "%s", s->type->valuestring);
+        return;
+    }
+    cJSON_ArrayForEach(e, s->type) {
+        size_t l = strlen(want);
+        if (cJSON_IsString(e))
+            snprintf(want + l, 128 - l, "%s%s", l ? " or " : "", e->valuestring);
+    }
+}
+
+/* Every key under "properties", in schema order, into names (160 bytes). */
+static void names_text(const im_schema *s, char names[160]) {
+    const cJSON *e;
+    names[0] = '\0';
+    cJSON_ArrayForEach(e, s->props_src) {
+        size_t l = strlen(names);
+        snprintf(names + l, 160 - l, "%s%s", l ? ", " : "", e->string ? e->string : "");
+    }
+}
+
 static int check_type(const im_schema *s, const cJSON *v, const char *path, char *err,
                       size_t errlen) {
+    char want[128];
     if (!s->has_type || (s->kinds & kinds_of(v)))
         return 0;
+    want_text(s, want);
     snprintf(err, errlen, "%s must be %s %s (got %s)", path_or(path),
-             (s->want[0] == 'a' || s->want[0] == 'i' || s->want[0] == 'o') ? "an" : "a", s->want,
+             (want[0] == 'a' || want[0] == 'i' || want[0] == 'o') ? "an" : "a", want,
              kind_of(v));
     return IM_ESCHEMA;
 }
@@ -826,8 +849,10 @@ static int check_object(const im_schema *s, const cJSON *v, sc_path *path, char 
         if (i >= 0) {
             rc = run(s->props[i].s, e, path, err, errlen);
         } else if (s->addl_false) {
+            char names[160];
+            names_text(s, names);
             snprintf(err, errlen, "unexpected argument %s (allowed: %s)", path->buf,
-                     s->names[0] ? s->names : "none");
+                     names[0] ? names : "none");
             rc = IM_ESCHEMA;
         }
         path_pop(path, saved);

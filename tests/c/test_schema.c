@@ -131,6 +131,53 @@ TEST(compiled_schema_runs_many_times_and_fills_nulls) {
     cJSON_Delete(s);
 }
 
+/* The type and the allowed keys are named in messages as the schema
+ * gives them: types joined by "or" (the list cut at 127 bytes), keys in
+ * schema order. */
+static void expect_message(const char *schema_text, const char *value_text, const char *want) {
+    cJSON *s = cJSON_Parse(schema_text), *v = cJSON_Parse(value_text);
+    im_schema *c = NULL;
+    char err[512];
+    ASSERT(s != NULL && v != NULL);
+    ASSERT_EQ(im_schema_compile(s, &c, err, sizeof err), 0);
+    ASSERT_EQ(im_schema_run(c, v, err, sizeof err), IM_ESCHEMA);
+    ASSERT_STR_EQ(err, want);
+    im_schema_free(c);
+    cJSON_Delete(v);
+    cJSON_Delete(s);
+}
+
+TEST(messages_name_types_and_allowed_keys) {
+    char schema[1024], want[512];
+    expect_message("{\"type\":[\"string\",\"null\"]}", "5",
+                   "the value must be a string or null (got a number)");
+    expect_message("{\"properties\":{\"q\":{\"type\":[\"integer\",\"null\"]}}}",
+                   "{\"q\":\"x\"}", "q must be an integer or null (got a string)");
+    expect_message("{\"type\":\"object\"}", "[]", "the value must be an object (got an array)");
+    expect_message("{\"type\":\"object\",\"additionalProperties\":false,\"properties\":"
+                   "{\"symbol\":{},\"action\":{},\"quantity\":{}}}",
+                   "{\"symbol\":\"NVDA\",\"side\":\"BUY\"}",
+                   "unexpected argument side (allowed: symbol, action, quantity)");
+    expect_message("{\"additionalProperties\":false}", "{\"x\":1}",
+                   "unexpected argument x (allowed: none)");
+    /* Forty types: the sentence stops where 128 bytes end. */
+    snprintf(schema, sizeof schema, "{\"type\":[");
+    for (int i = 0; i < 40; i++)
+        snprintf(schema + strlen(schema), sizeof schema - strlen(schema), "%s\"boolean\"",
+                 i ? "," : "");
+    snprintf(schema + strlen(schema), sizeof schema - strlen(schema), "]}");
+    snprintf(want, sizeof want, "the value must be a ");
+    {
+        char list[128] = "";
+        for (int i = 0; i < 40; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%sboolean", l ? " or " : "");
+        }
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s (got a number)", list);
+    }
+    expect_message(schema, "1", want);
+}
+
 /* More than 64 properties: presence of the later ones is looked up, not
  * read from the bitmap; a duplicate property keeps the first schema. */
 TEST(compiled_schema_many_and_duplicate_properties) {
